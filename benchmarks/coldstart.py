@@ -1,0 +1,80 @@
+"""Cold start, the cost of scale-from-zero: process exec to first 200, service vs bare app.
+
+    python -m benchmarks.coldstart [--runs 10]
+
+Runs are interleaved (service, bare, service, ...) so both see the same machine noise; prints a
+markdown table with medians and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUEST = "/?in=10000&nap=0&processes=50"
+COMMANDS = {
+    "service": [sys.executable, "-m", "service"],
+    "bare Starlette app": [sys.executable, "-m", "benchmarks.bare_app"],
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def time_to_first_200(command: list[str], path: str = REQUEST, timeout: float = 20) -> float:
+    """Seconds from exec to the first 200 answer on ``path``; the process is then stopped."""
+    port = _free_port()
+    # Bytecode caches are written and used, as in the image (which compiles them at build).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(PORT=str(port), HOST="127.0.0.1", LOG_LEVEL="warning")
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    try:
+        while time.perf_counter() - started < timeout:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            try:
+                connection.request("GET", path)
+                if connection.getresponse().status == 200:
+                    return time.perf_counter() - started
+            except OSError:
+                time.sleep(0.001)
+            finally:
+                connection.close()
+        raise RuntimeError(f"{command} gave no 200 within {timeout} s")
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+    results: dict[str, list[float]] = {name: [] for name in COMMANDS}
+    for command in COMMANDS.values():
+        time_to_first_200(command)  # warm-up: writes the bytecode caches
+    for _ in range(args.runs):
+        for name, command in COMMANDS.items():
+            results[name].append(time_to_first_200(command))
+    base = statistics.median(results["bare Starlette app"])
+    print("| cold start (exec to first 200) | median ms | min ms | ratio to bare |")
+    print("|---|---:|---:|---:|")
+    for name, values in results.items():
+        median = statistics.median(values)
+        print(f"| {name} | {median * 1000:.0f} | {min(values) * 1000:.0f} | {median / base:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

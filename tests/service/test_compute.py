@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import math
+from itertools import pairwise
+
+import pytest
+import sympy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from service.compute import (
+    PRIMALITY_LIMIT,
+    highest_prime_below,
+    is_prime,
+    leibniz_chunks,
+    leibniz_pi,
+)
+from service.settings import DEFAULT_MAX_IN, IN_LIMIT
+
+
+def _reference_pi(processes: int) -> float:
+    return math.fsum(4 * (-1) ** k / (2 * k + 1) for k in range(processes + 1))
+
+
+def test_original_example_values() -> None:
+    assert highest_prime_below(10000) == 9973
+    assert f"{leibniz_pi(50):.6f}" == "3.161199"
+
+
+def test_highest_prime_below_is_exact_for_every_small_in() -> None:
+    expected = 2
+    for n in range(3, 20_000):
+        assert highest_prime_below(n) == expected, n
+        if sympy.isprime(n):
+            expected = n
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(min_value=3, max_value=DEFAULT_MAX_IN))
+def test_highest_prime_below_matches_sympy_up_to_default_cap(n: int) -> None:
+    assert highest_prime_below(n) == sympy.prevprime(n)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(min_value=DEFAULT_MAX_IN, max_value=IN_LIMIT))
+def test_highest_prime_below_matches_sympy_up_to_configurable_limit(n: int) -> None:
+    assert highest_prime_below(n) == sympy.prevprime(n)
+
+
+@pytest.mark.parametrize(
+    "n",
+    [
+        # strong pseudoprimes to the smaller base sets, where a weaker test would say "prime"
+        2047,
+        1_373_653,
+        25_326_001,
+        3_215_031_751,
+        2_152_302_898_747,
+        3_474_749_660_383,
+        341_550_071_728_321,
+        3_825_123_056_546_413_051,
+        318_665_857_834_031_151_167_461,
+        561,  # Carmichael
+        2**61 - 1,  # Mersenne prime
+        DEFAULT_MAX_IN,
+    ],
+)
+def test_is_prime_agrees_with_sympy_on_hard_cases(n: int) -> None:
+    assert is_prime(n) == sympy.isprime(n)
+
+
+def test_is_prime_refuses_beyond_its_exact_range() -> None:
+    with pytest.raises(ValueError, match="exact only below"):
+        is_prime(PRIMALITY_LIMIT + 2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=1, max_value=200_000), st.integers(min_value=1, max_value=16))
+def test_leibniz_pi_matches_the_partial_sum(processes: int, workers: int) -> None:
+    assert math.isclose(leibniz_pi(processes, workers), _reference_pi(processes), rel_tol=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=0, max_value=10**8), st.integers(min_value=1, max_value=64))
+def test_leibniz_chunks_cover_every_term_once_within_the_worker_bound(
+    processes: int, workers: int
+) -> None:
+    chunks = leibniz_chunks(processes, workers)
+    assert 1 <= len(chunks) <= workers
+    assert chunks[0].start == 0
+    assert chunks[-1].stop == processes + 1
+    assert all(a.stop == b.start for a, b in pairwise(chunks))

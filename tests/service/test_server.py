@@ -1,0 +1,164 @@
+"""The service as a real process: uvicorn on a loopback port, signals, real Zipkin export."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx2 as httpx
+import pytest
+
+from service.settings import DEFAULT_MAX_IN, DEFAULT_MAX_PROCESSES
+from tests.utils import ROOT, ZipkinReceiver, free_port, run_service, service_env
+
+CAP_REQUEST = f"/?in={DEFAULT_MAX_IN}&nap=0&processes={DEFAULT_MAX_PROCESSES}"
+CHAIN = ["heavyLifting", "heavyweightMethodA", "heavyweightMethodB", "heavyweightMethodC"]
+
+
+def test_health_answers_fast_while_a_request_at_the_caps_runs() -> None:
+    with run_service() as svc, httpx.Client(base_url=svc.url, timeout=10) as client:
+        done = threading.Event()
+        result: list[httpx.Response] = []
+
+        def heavy() -> None:
+            with httpx.Client(base_url=svc.url, timeout=30) as own:
+                result.append(own.get(CAP_REQUEST))
+            done.set()
+
+        worker = threading.Thread(target=heavy)
+        worker.start()
+        time.sleep(0.05)
+        latencies = []
+        while not done.is_set():
+            for path in ("/healthz", "/readyz", "/metrics"):
+                started = time.perf_counter()
+                assert client.get(path).status_code == 200
+                latencies.append(time.perf_counter() - started)
+            time.sleep(0.005)
+        worker.join()
+        assert result[0].status_code == 200
+        assert len(latencies) >= 10, "the capped request finished before health was probed"
+        assert max(latencies) < 0.050, f"slowest health probe {max(latencies) * 1000:.1f} ms"
+
+
+def test_naps_do_not_block_each_other() -> None:
+    with run_service() as svc:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(4) as pool:
+            statuses = list(
+                pool.map(
+                    lambda _: httpx.get(f"{svc.url}/?in=100&nap=1&processes=5", timeout=10),
+                    range(4),
+                )
+            )
+        elapsed = time.perf_counter() - started
+    assert [r.status_code for r in statuses] == [200] * 4
+    assert elapsed < 1.8, f"four 1 s naps took {elapsed:.2f} s"
+
+
+def test_spans_reach_a_zipkin_collector_continuing_the_b3_trace() -> None:
+    trace_id, parent_id = "80f198ee56343ba864fe8b2a57d3eff7", "e457b5a2e4d86bd1"
+    with (
+        ZipkinReceiver().running() as zipkin,
+        run_service(
+            OTEL_EXPORTER_ZIPKIN_ENDPOINT=zipkin.endpoint,
+            OTEL_BSP_SCHEDULE_DELAY="100",
+            K_SERVICE="faas",
+            K_REVISION="faas-00007",
+        ) as svc,
+    ):
+        headers = {"X-B3-TraceId": trace_id, "X-B3-SpanId": parent_id, "X-B3-Sampled": "1"}
+        response = httpx.get(f"{svc.url}/?in=10000&nap=0&processes=50", headers=headers)
+        assert response.status_code == 200
+        spans = zipkin.wait_for(5)
+    by_name = {span["name"]: span for span in spans}
+    assert set(by_name) == {"GET /", *CHAIN}
+    assert by_name["GET /"]["parentId"] == parent_id
+    parent = by_name["GET /"]
+    for name in CHAIN:
+        span = by_name[name]
+        assert span["parentId"] == parent["id"], name
+        parent = span
+    for span in spans:
+        assert span["traceId"] == trace_id
+        assert span["localEndpoint"]["serviceName"] == "faas"
+    assert by_name["heavyweightMethodA"]["tags"]["app.highest_prime"] == "9973"
+    assert by_name["heavyLifting"]["tags"]["knative.revision"] == "faas-00007"
+
+
+@pytest.mark.parametrize("mode", ["hang", "fail", "down"])
+def test_a_broken_collector_does_not_slow_requests(mode: str) -> None:
+    with ZipkinReceiver(mode=mode).running() as zipkin:
+        endpoint = zipkin.endpoint if mode != "down" else f"http://127.0.0.1:{free_port()}/"
+        with (
+            run_service(
+                OTEL_EXPORTER_ZIPKIN_ENDPOINT=endpoint, OTEL_BSP_SCHEDULE_DELAY="50"
+            ) as svc,
+            httpx.Client(base_url=svc.url, timeout=10) as client,
+        ):
+            latencies = []
+            for _ in range(40):
+                started = time.perf_counter()
+                assert client.get("/?in=10000&nap=0&processes=50").status_code == 200
+                latencies.append(time.perf_counter() - started)
+                time.sleep(0.01)
+            if mode != "down":
+                assert zipkin.posts >= 1, "the exporter never tried the collector"
+            svc.process.kill()  # a hanging collector would hold a graceful flush for 5 s
+    assert max(latencies) < 0.25, f"slowest request {max(latencies) * 1000:.0f} ms"
+
+
+def test_sigterm_drains_in_flight_requests_flushes_spans_and_exits_0() -> None:
+    with ZipkinReceiver().running() as zipkin:
+        with run_service(
+            OTEL_EXPORTER_ZIPKIN_ENDPOINT=zipkin.endpoint, OTEL_BSP_SCHEDULE_DELAY="60000"
+        ) as svc:
+            with ThreadPoolExecutor(1) as pool:
+                pending = pool.submit(
+                    httpx.get, f"{svc.url}/?in=10000&nap=2&processes=50", timeout=10
+                )
+                time.sleep(0.5)
+                signalled = time.perf_counter()
+                svc.process.send_signal(15)
+                time.sleep(0.3)
+                with pytest.raises(httpx.ConnectError):
+                    httpx.get(f"{svc.url}/healthz", timeout=1)
+                response = pending.result()
+            code, stderr = svc.stop()
+            drained = time.perf_counter() - signalled
+        spans = zipkin.wait_for(5, timeout=2)
+    assert response.status_code == 200
+    assert "Method B napped for 2 seconds" in response.text
+    assert code == 0, stderr
+    assert drained < 5
+    assert {span["name"] for span in spans} >= set(CHAIN)
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [({"PORT": "eighty"}, "PORT"), ({"MAX_IN": "1"}, "MAX_IN"), ({"COLOUR": "<b>"}, "COLOUR")],
+)
+def test_bad_settings_print_one_line_and_exit_non_zero(env: dict[str, str], name: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "service"],
+        cwd=ROOT,
+        env=service_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"myfirstserverlessapp: bad setting: {name}=")
+
+
+def test_every_response_names_the_revision() -> None:
+    with run_service(K_REVISION="faas-00042") as svc:
+        for path in ("/", "/healthz", "/metrics", "/nowhere", "/?in=x"):
+            assert httpx.get(svc.url + path).headers["k-revision"] == "faas-00042", path

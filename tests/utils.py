@@ -1,0 +1,145 @@
+"""Shared helpers: a real `python -m service` on a free loopback port, a Zipkin-like receiver."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class RunningService:
+    process: subprocess.Popen[str]
+    url: str
+
+    def stop(self, timeout: float = 15) -> tuple[int, str]:
+        """SIGTERM, wait, and return the exit code and what it wrote to stderr."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            _, stderr = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            _, stderr = self.process.communicate()
+        return self.process.returncode, stderr
+
+
+def service_env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "K_"))}
+    env.update({"HOST": "127.0.0.1", "LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1"})
+    env.update(overrides)
+    return env
+
+
+@contextmanager
+def run_service(startup_timeout: float = 15, **env: str) -> Iterator[RunningService]:
+    """Start `python -m service` on a free port and wait until /healthz answers."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service"],
+        cwd=ROOT,
+        env=service_env(PORT=str(port), **env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    running = RunningService(process, f"http://127.0.0.1:{port}")
+    try:
+        wait_ready(running, startup_timeout)
+        yield running
+    finally:
+        running.stop()
+
+
+def wait_ready(running: RunningService, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if running.process.poll() is not None:
+            raise RuntimeError(f"service exited early: {running.process.stderr!r}")
+        try:
+            if httpx.get(f"{running.url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.02)
+    raise RuntimeError("service did not become healthy in time")
+
+
+@dataclass
+class ZipkinReceiver:
+    """A Zipkin v2 collector stand-in on 127.0.0.1: keeps every span POSTed to /api/v2/spans.
+
+    ``mode`` 'ok' answers 202, 'fail' answers 500, 'hang' holds each request for ``hang`` seconds.
+    """
+
+    mode: str = "ok"
+    hang: float = 30.0
+    spans: list[dict[str, Any]] = field(default_factory=list)
+    posts: int = 0
+    _server: ThreadingHTTPServer | None = None
+    _released: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def endpoint(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/api/v2/spans"
+
+    def wait_for(self, count: int, timeout: float = 10) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while len(self.spans) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return list(self.spans)
+
+    @contextmanager
+    def running(self) -> Iterator[ZipkinReceiver]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                receiver.posts += 1
+                if receiver.mode == "hang":
+                    receiver._released.wait(receiver.hang)
+                if receiver.mode == "fail":
+                    self.send_response(500)
+                else:
+                    receiver.spans.extend(json.loads(body))
+                    self.send_response(202)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._released.set()
+            self._server.shutdown()
+            self._server.server_close()
+            thread.join(5)
