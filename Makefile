@@ -4,7 +4,11 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 export UV_SYSTEM_CERTS := 1
 export UV_FROZEN := 1
 
-.PHONY: run test lint env
+DOCKER ?= docker
+IMAGE ?= myfirstserverlessapp:dev
+BASE_IMAGE ?= python:3.11-slim-bookworm
+
+.PHONY: run test lint env image image-test
 
 env:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
@@ -17,6 +21,14 @@ lint: env
 	$(UV) run --no-sync ruff check .
 	$(UV) run --no-sync ruff format --check .
 	$(UV) run --no-sync mypy
+	$(UV) run --no-sync hadolint Dockerfile
 
+# The image checks need Docker and run under `make image-test`.
 test: lint
-	$(UV) run --no-sync pytest
+	$(UV) run --no-sync pytest --ignore=tests/image
+
+image:
+	$(DOCKER) build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) --tag $(IMAGE) .
+
+image-test: env image
+	IMAGE=$(IMAGE) BASE_IMAGE=$(BASE_IMAGE) DOCKER=$(DOCKER) $(UV) run --no-sync pytest tests/image
