@@ -19,7 +19,9 @@ from tests.utils import free_port
 REPORT: dict[str, str] = {}
 
 
-def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def docker(
+    *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [os.environ.get("DOCKER", "docker"), *args],
         capture_output=True,
@@ -62,7 +64,8 @@ def start_container(image: str, name: str, *extra: str) -> Container:
     started = time.perf_counter()
     docker(
         "run", "--detach", "--name", name, "--network", "host", "--read-only",
-        "--tmpfs", "/tmp", "--env", f"PORT={port}", "--env", "HOST=127.0.0.1", *extra, image,
+        "--tmpfs", "/tmp",  # noqa: S108 (a tmpfs mount point in the container)
+        "--env", f"PORT={port}", "--env", "HOST=127.0.0.1", *extra, image,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = started + 30

@@ -53,8 +53,12 @@ def test_large_sums_use_worker_processes_on_a_read_only_root(container: Containe
 
 
 def test_runs_as_a_fixed_non_root_uid(container: Container, image: str) -> None:
-    assert docker("image", "inspect", "-f", "{{.Config.User}}", image).stdout.strip() == "10001:10001"
-    ids = docker("exec", container.name, "python", "-c", "import os; print(os.getuid(), os.getgid())")
+    assert (
+        docker("image", "inspect", "-f", "{{.Config.User}}", image).stdout.strip() == "10001:10001"
+    )
+    ids = docker(
+        "exec", container.name, "python", "-c", "import os; print(os.getuid(), os.getgid())"
+    )
     assert ids.stdout.split() == ["10001", "10001"]
 
 
@@ -62,7 +66,9 @@ def test_root_filesystem_is_read_only_and_tmp_is_writable(container: Container) 
     inspect = docker("inspect", "-f", "{{.HostConfig.ReadonlyRootfs}}", container.name)
     assert inspect.stdout.strip() == "true"
     for path in ("/app/written", "/opt/venv/written"):
-        attempt = docker("exec", container.name, "python", "-c", f"open({path!r}, 'w')", check=False)
+        attempt = docker(
+            "exec", container.name, "python", "-c", f"open({path!r}, 'w')", check=False
+        )
         assert attempt.returncode != 0
         assert "Read-only file system" in attempt.stderr
     docker("exec", container.name, "python", "-c", "open('/tmp/written', 'w')")
@@ -84,7 +90,8 @@ def test_docker_stop_drains_an_in_flight_request(image: str) -> None:
         docker("stop", "--time", "10", running.name)
         stopped = time.perf_counter() - started
         request.join(15)
-        assert result and result[0].status_code == 200
+        assert result
+        assert result[0].status_code == 200
         assert "Method B napped for 2 seconds" in result[0].text
         assert running.exit_code() == 0
         assert stopped < 5, f"docker stop took {stopped:.1f} s of the 10 s grace period"
@@ -95,7 +102,9 @@ def test_docker_stop_drains_an_in_flight_request(image: str) -> None:
 
 def _layers_above_base(image: str, base_image: str) -> list[tuple[int, list[str]]]:
     """(size, file names) of each layer of ``image`` that ``base_image`` does not have."""
-    base = set(json.loads(docker("image", "inspect", "-f", "{{json .RootFS.Layers}}", base_image).stdout))
+    base = set(
+        json.loads(docker("image", "inspect", "-f", "{{json .RootFS.Layers}}", base_image).stdout)
+    )
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "image.tar"
         docker("save", "--output", str(archive), image, timeout=300)
