@@ -8,11 +8,13 @@ DOCKER ?= docker
 IMAGE ?= myfirstserverlessapp:dev
 BASE_IMAGE ?= python:3.11-slim-bookworm
 
-.PHONY: run test lint env image image-test
+STACK ?= bosun
+
+.PHONY: run test lint env image image-test manifests
 
 env:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
-	$(UV) sync --all-groups
+	@$(UV) sync --all-groups --quiet
 
 run: env
 	$(UV) run --no-sync python -m service
@@ -22,6 +24,7 @@ lint: env
 	$(UV) run --no-sync ruff format --check .
 	$(UV) run --no-sync mypy
 	$(UV) run --no-sync hadolint Dockerfile
+	$(UV) run --no-sync actionlint
 
 # The image checks need Docker and run under `make image-test`.
 test: lint
@@ -32,3 +35,7 @@ image:
 
 image-test: env image
 	IMAGE=$(IMAGE) BASE_IMAGE=$(BASE_IMAGE) DOCKER=$(DOCKER) $(UV) run --no-sync pytest tests/image
+
+# The Namespace and Knative Service of a stack as YAML, for kubectl (STACK=bosun by default).
+manifests: env
+	@$(UV) run --no-sync python -m infra.render --stack $(STACK)

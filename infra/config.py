@@ -341,7 +341,15 @@ def stack_values(stack: str) -> dict[str, Any]:
     path = ROOT / f"Pulumi.{stack}.yaml"
     if not path.is_file():
         raise ConfigError(f"no stack file {path.name}")
-    config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+    return file_values(path)
+
+
+def file_values(path: Path) -> dict[str, Any]:
+    """The project's values in a stack-style file (a ``config:`` map), without the prefix."""
+    try:
+        config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"cannot read {path}: {error}") from None
     prefix = f"{PROJECT}:"
     return {
         key.removeprefix(prefix): value
