@@ -85,6 +85,7 @@ class AppConfig:
     timeout_seconds: int
     resources: Resources
     read_only_root_filesystem: bool
+    env: tuple[tuple[str, str], ...]
     pi_workers: int
     autoscaling: Autoscaling
     traffic: tuple[TrafficTarget, ...]
@@ -269,6 +270,27 @@ def _is_build_platform(value: str) -> bool:
     return value in {platform.value for platform in pulumi_docker_build.Platform}
 
 
+# Set from their own keys (colour, piWorkers, zipkinEndpoint).
+MANAGED_ENV = frozenset({"COLOUR", "PI_WORKERS", "OTEL_EXPORTER_ZIPKIN_ENDPOINT"})
+
+
+def _env(read: _Reader) -> tuple[tuple[str, str], ...]:
+    pairs: list[tuple[str, str]] = []
+    for entry in read.strings("env"):
+        name, equals, value = entry.partition("=")
+        if not equals or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            fail("env", entry, "entries NAME=VALUE with NAME a C identifier")
+        if name in rules.RESERVED_ENV:
+            reserved = ", ".join(sorted(rules.RESERVED_ENV))
+            fail("env", entry, f"any name but Knative's reserved {reserved}")
+        if name in MANAGED_ENV:
+            fail("env", entry, f"a name not set by another key ({', '.join(sorted(MANAGED_ENV))})")
+        if name in {n for n, _ in pairs}:
+            fail("env", entry, "each name once")
+        pairs.append((name, value))
+    return tuple(pairs)
+
+
 def _image(read: _Reader) -> ImageConfig:
     build = read.boolean("imageBuild")
     repository = read.text("imageRepository")
@@ -324,6 +346,7 @@ def parse(values: Mapping[str, Any]) -> AppConfig:
         timeout_seconds=read.integer("timeoutSeconds", 1, 600),
         resources=_resources(read),
         read_only_root_filesystem=read.boolean("readOnlyRootFilesystem"),
+        env=_env(read),
         pi_workers=read.integer("piWorkers", 1, 64),
         autoscaling=_autoscaling(read),
         traffic=_traffic(read),

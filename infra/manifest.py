@@ -67,6 +67,7 @@ def _container(config: AppConfig, image: str) -> dict[str, Any]:
     ]
     if config.zipkin_endpoint:
         env.append({"name": "OTEL_EXPORTER_ZIPKIN_ENDPOINT", "value": config.zipkin_endpoint})
+    env.extend({"name": name, "value": value} for name, value in config.env)
     resources = config.resources
     container: dict[str, Any] = {
         "name": "app",

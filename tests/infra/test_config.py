@@ -94,6 +94,11 @@ CASES: list[tuple[dict[str, Any], str]] = [
     ({"baseImage": "not an image"}, "baseImage='not an image': not allowed; allowed: an image reference"),
     ({"gatewayNamespace": "-x"}, "gatewayNamespace='-x': not allowed; allowed: a DNS-1123 label"),
     ({"gatewayService": "9gw"}, "gatewayService='9gw': not allowed; allowed: a DNS-1035 label"),
+    ({"env": ["PORT=9000"]}, "env='PORT=9000': not allowed; allowed: any name but Knative's reserved K_CONFIGURATION, K_REVISION, K_SERVICE, PORT"),
+    ({"env": ["K_SERVICE=x"]}, "env='K_SERVICE=x': not allowed; allowed: any name but Knative's reserved"),
+    ({"env": ["COLOUR=red"]}, "env='COLOUR=red': not allowed; allowed: a name not set by another key"),
+    ({"env": ["LOG LEVEL=debug"]}, "env='LOG LEVEL=debug': not allowed; allowed: entries NAME=VALUE"),
+    ({"env": ["A=1", "A=2"]}, "env='A=2': not allowed; allowed: each name once"),
     ({"replicas": 3}, "myfirstserverlessapp:replicas: unknown key"),
 ]  # fmt: skip
 

@@ -197,6 +197,18 @@ def test_traffic_split_for_blue_green() -> Any:
 
 
 @pulumi.runtime.test
+def test_extra_environment_reaches_the_container() -> Any:
+    program = run_program({**BOSUN, "env": json.dumps(["LOG_LEVEL=debug", "MAX_IN=1000000"])})
+
+    def check(_: dict[str, Any]) -> None:
+        env = {e["name"]: e["value"] for e in _container(program)["env"]}
+        assert env["LOG_LEVEL"] == "debug"
+        assert env["MAX_IN"] == "1000000"
+
+    return program.then(check)
+
+
+@pulumi.runtime.test
 def test_hpa_on_cpu() -> Any:
     config = {
         **BOSUN,
