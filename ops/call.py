@@ -1,0 +1,39 @@
+"""`faas call`: one request through the gateway, as the original README's curl."""
+
+from __future__ import annotations
+
+import shlex
+from urllib.parse import urlencode
+
+import aiohttp
+
+from ops.endpoint import Endpoint, OpsError
+
+
+def url_for(endpoint: Endpoint, in_: int, nap: int, processes: int) -> str:
+    query = urlencode({"in": in_, "nap": nap, "processes": processes})
+    return f"http://{endpoint.host}/?{query}"
+
+
+def curl_for(endpoint: Endpoint, url: str, as_json: bool) -> str:
+    parts = ["curl", "-H", f"Host: {endpoint.domain}"]
+    if as_json:
+        parts += ["-H", "Accept: application/json"]
+    return shlex.join([*parts, url])
+
+
+async def call(endpoint: Endpoint, url: str, as_json: bool, timeout: float) -> tuple[int, str]:
+    """Send the request with the route's Host header; the status and the body."""
+    headers = {"Host": endpoint.domain}
+    if as_json:
+        headers["Accept"] = "application/json"
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+            session.get(url, headers=headers) as response,
+        ):
+            return response.status, await response.text()
+    except (aiohttp.ClientError, TimeoutError) as error:
+        raise OpsError(
+            f"GET {url} (Host: {endpoint.domain}) failed: {error or 'timeout'}"
+        ) from None

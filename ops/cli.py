@@ -1,0 +1,134 @@
+"""`faas`: call the app through the gateway, load it like hey, watch its replicas scale.
+
+faas call [--stack bosun] [--in N --nap N --processes N] [--json] [--curl]
+faas load [hey's flags] [--json] [--watch NAME] [--plot FILE.png] URL
+faas watch NAME
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from infra.rules import duration_seconds
+from ops import commands
+from ops.endpoint import OpsError
+from ops.requester import Work
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of at least 0")
+    return value
+
+
+def _duration(text: str) -> float:
+    seconds = duration_seconds(text)
+    if seconds is None or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 10s, 2m or 1m30s")
+    return seconds
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, colon, value = text.partition(":")
+    if not colon or not name.strip() or " " in name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a header such as 'Accept: text/html'")
+    return name.strip(), value.strip()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="faas", description=__doc__.splitlines()[0])
+    commands_ = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    call = commands_.add_parser("call", help="one request through the Istio gateway")
+    call.add_argument("--stack", default="bosun", help="Pulumi stack to read outputs from")
+    call.add_argument("--host", help="gateway host[:port] (else KNATIVE_HOST, else the stack)")
+    call.add_argument(
+        "--domain", help="route domain for Host (else KNATIVE_DOMAIN, else the stack)"
+    )
+    call.add_argument("--in", dest="in_", type=_positive_int, default=10000)
+    call.add_argument("--nap", type=int, default=3)
+    call.add_argument("--processes", type=_positive_int, default=50)
+    call.add_argument("--json", action="store_true", help="ask for JSON")
+    call.add_argument("--curl", action="store_true", help="print the equivalent curl and exit")
+    call.add_argument("-t", "--timeout", type=_non_negative_float, default=30.0)
+
+    load = commands_.add_parser("load", help="load a URL as hey does")
+    load.add_argument("url", metavar="URL")
+    load.add_argument("-n", type=_positive_int, default=200, help="number of requests (200)")
+    load.add_argument("-c", type=_positive_int, default=50, help="concurrent workers (50)")
+    load.add_argument(
+        "-q", type=_non_negative_float, default=0.0, help="rate limit per worker, requests/s"
+    )
+    load.add_argument("-z", type=_duration, help="duration, e.g. 120s; overrides -n")
+    load.add_argument(
+        "-t", type=_non_negative_float, default=20.0, help="timeout per request, s (20)"
+    )
+    load.add_argument("-m", default="GET", choices=METHODS, help="HTTP method")
+    load.add_argument("-H", action="append", type=_header, default=[], help="header, repeatable")
+    load.add_argument("-host", "--host", dest="host", help="Host header")
+    load.add_argument("--json", action="store_true", help="the report as JSON")
+    load.add_argument("--watch", metavar="NAME", help="follow the Knative Service's replicas")
+    load.add_argument("--namespace", help="namespace of --watch (default: the context's)")
+    load.add_argument(
+        "--watch-after",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="S",
+        help="keep watching S seconds after the load, to see the scale-down",
+    )
+    load.add_argument("--plot", type=Path, metavar="FILE.png", help="draw load and replicas")
+
+    watch = commands_.add_parser("watch", help="the replica timeline, until Ctrl-C")
+    watch.add_argument("service", metavar="NAME")
+    watch.add_argument("--namespace", help="namespace (default: the context's)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "call":
+            return commands.run_call(
+                stack=args.stack, host=args.host, domain=args.domain, in_=args.in_,
+                nap=args.nap, processes=args.processes, as_json=args.json, curl=args.curl,
+                timeout=args.timeout,
+            )  # fmt: skip
+        if args.command == "load":
+            if urlsplit(args.url).scheme not in ("http", "https"):
+                parser.error(f"URL {args.url!r} is not an http(s) URL")
+            if args.z is None and args.n < args.c:
+                parser.error("-n cannot be less than -c")
+            if args.plot is not None and args.plot.suffix.lower() != ".png":
+                parser.error("--plot needs a .png file name")
+            work = Work(
+                url=args.url, method=args.m, headers=tuple(args.H), host=args.host, n=args.n,
+                concurrency=args.c, qps=args.q, duration=args.z or 0.0, timeout=args.t or 20.0,
+            )  # fmt: skip
+            return commands.run_load(
+                work=work, as_json=args.json, watch=args.watch, namespace=args.namespace,
+                watch_after=args.watch_after, plot_path=args.plot,
+            )  # fmt: skip
+        return commands.run_watch(service=args.service, namespace=args.namespace)
+    except OpsError as error:
+        print(f"faas: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""What each `faas` command does, behind the argument parsing of ``ops/cli.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from ops.call import call, curl_for, url_for
+from ops.endpoint import resolve
+from ops.plot import plot
+from ops.printer import print_report
+from ops.report import Report
+from ops.requester import Run, Work, execute
+from ops.watch import Sample, Timeline, watch_pods
+
+
+def run_call(
+    *,
+    stack: str,
+    host: str | None,
+    domain: str | None,
+    in_: int,
+    nap: int,
+    processes: int,
+    as_json: bool,
+    curl: bool,
+    timeout: float,
+    out: TextIO | None = None,
+) -> int:
+    """Print the app's answer (or, with ``curl``, the equivalent curl command)."""
+    out = out or sys.stdout
+    endpoint = resolve(host, domain, stack)
+    url = url_for(endpoint, in_, nap, processes)
+    if curl:
+        out.write(curl_for(endpoint, url, as_json) + "\n")
+        return 0
+    status, body = asyncio.run(call(endpoint, url, as_json, timeout))
+    out.write(body if body.endswith("\n") else body + "\n")
+    if status >= 400:
+        print(f"faas: HTTP {status} from {url}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _stop_on_interrupt(stop: asyncio.Event) -> None:
+    # Outside the main thread there is no Ctrl-C to catch.
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
+
+
+def _progress(err: TextIO, timeline: Timeline | None) -> object:
+    def tick(run: Run) -> None:
+        done = len(run.results)
+        errors = sum(1 for r in run.results if r.error)
+        line = (
+            f"\r  {run.elapsed:6.1f} s  {done} requests  {errors} errors  "
+            f"{done / run.elapsed if run.elapsed else 0:.1f} req/s"
+        )
+        if timeline is not None and timeline.samples:
+            last = timeline.samples[-1]
+            line += f"  replicas {last.ready}/{last.total}"
+        err.write(line + "   ")
+        err.flush()
+
+    return tick
+
+
+def run_load(
+    *,
+    work: Work,
+    as_json: bool,
+    watch: str | None,
+    namespace: str | None,
+    watch_after: float,
+    plot_path: Path | None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Load the URL as hey does; optionally follow the replicas and draw both."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+
+    async def main() -> tuple[Run, Timeline | None]:
+        run = Run(work)
+        _stop_on_interrupt(run.stop)
+        timeline = Timeline() if watch else None
+        watching = None
+        watch_stop = asyncio.Event()
+        started = time.perf_counter()
+        if watch and timeline is not None:
+            watching = asyncio.create_task(
+                watch_pods(watch, namespace, timeline, watch_stop, started=started)
+            )
+        live = err.isatty() and not as_json
+        await execute(run, _progress(err, timeline) if live else None)  # type: ignore[arg-type]
+        if watching is not None:
+            if watch_after > 0 and not run.stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(run.stop.wait(), watch_after)
+            watch_stop.set()
+            await watching
+        if live:
+            err.write("\n")
+        return run, timeline
+
+    run, timeline = asyncio.run(main())
+    report = Report.of(run.results, run.elapsed)
+    if as_json:
+        document: dict[str, object] = {"report": report.as_dict()}
+        if timeline is not None:
+            document["replicas"] = {
+                "timeline": [s.__dict__ for s in timeline.samples],
+                "summary": timeline.summary(),
+            }
+        out.write(json.dumps(document, indent=2) + "\n")
+    else:
+        print_report(report, out)
+        if timeline is not None:
+            print_timeline(timeline, out)
+    if plot_path is not None:
+        samples = timeline.samples if timeline else []
+        plot(plot_path, run.results, samples, f"{work.method} {work.url}")
+        err.write(f"plot written to {plot_path}\n")
+    return 0
+
+
+def _sample_line(sample: Sample) -> str:
+    return f"  {sample.t:7.1f} s  ready {sample.ready}/{sample.total}"
+
+
+def print_timeline(timeline: Timeline, out: TextIO) -> None:
+    out.write("Replica timeline (ready/pods):\n")
+    for sample in timeline.samples:
+        out.write(_sample_line(sample) + "\n")
+    summary = timeline.summary()
+
+    def seconds(value: float | None) -> str:
+        return "not observed" if value is None else f"{value:.1f} s"
+
+    out.write("\nReplica summary:\n")
+    out.write(f"  First ready pod:\t{seconds(summary['first_ready_seconds'])}\n")
+    out.write(f"  Peak replicas:\t{summary['peak_ready']} ready, {summary['peak_pods']} pods\n")
+    out.write(f"  Back to zero:\t{seconds(summary['back_to_zero_seconds'])}\n\n")
+
+
+def run_watch(*, service: str, namespace: str | None, out: TextIO | None = None) -> int:
+    """Print the replica timeline live until Ctrl-C, then its summary."""
+    out = out or sys.stdout
+
+    async def main() -> Timeline:
+        stop = asyncio.Event()
+        _stop_on_interrupt(stop)
+        timeline = Timeline()
+
+        def show(sample: Sample) -> None:
+            out.write(_sample_line(sample) + "\n")
+            out.flush()
+
+        return await watch_pods(service, namespace, timeline, stop, on_sample=show)
+
+    timeline = asyncio.run(main())
+    print_timeline(timeline, out)
+    return 0

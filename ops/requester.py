@@ -1,0 +1,138 @@
+"""The load generator's engine, after hey's requester: a plain Work, workers, one Result each.
+
+Every run is bounded: by a request count (``n``) or a duration (``duration``), whichever is set,
+and by ``stop`` (Ctrl-C), after which the requests in flight finish and the run ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+
+
+@dataclass(frozen=True)
+class Work:
+    """What to send, how often and how hard. ``qps`` is per worker, as in hey."""
+
+    url: str
+    method: str = "GET"
+    headers: tuple[tuple[str, str], ...] = ()
+    host: str | None = None
+    n: int = 200
+    concurrency: int = 50
+    qps: float = 0.0
+    duration: float = 0.0
+    timeout: float = 20.0
+
+
+@dataclass(frozen=True)
+class Result:
+    """One request: when it started (seconds from the run's start), how long it took."""
+
+    start: float
+    duration: float
+    status: int | None = None
+    error: str | None = None
+    size: int = 0
+
+
+@dataclass
+class Run:
+    """The results so far; the progress line and Ctrl-C read it while workers add to it."""
+
+    work: Work
+    results: list[Result] = field(default_factory=list)
+    started: float = 0.0
+    elapsed: float = 0.0
+    issued: int = 0
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def next_ticket(self, deadline: float | None) -> bool:
+        """May a worker send one more request? Exact for ``n``, bounded by the deadline."""
+        if self.stop.is_set():
+            return False
+        if deadline is not None:
+            return time.perf_counter() < deadline
+        if self.issued >= self.work.n:
+            return False
+        self.issued += 1
+        return True
+
+
+def _describe(error: BaseException, work: Work) -> str:
+    if isinstance(error, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return f'{work.method} "{work.url}": timeout after {work.timeout:g} s'
+    if isinstance(error, aiohttp.ClientConnectorError):
+        code = error.os_error.errno
+        reason = os.strerror(code) if code else str(error.os_error)
+        return f'{work.method} "{work.url}": {reason.lower()}'
+    return f'{work.method} "{work.url}": {type(error).__name__}: {error}'.rstrip(": ")
+
+
+async def _worker(run: Run, session: aiohttp.ClientSession, deadline: float | None) -> None:
+    work = run.work
+    interval = 1.0 / work.qps if work.qps > 0 else 0.0
+    headers = dict(work.headers)
+    if work.host:
+        headers["Host"] = work.host
+    sent = 0
+    while run.next_ticket(deadline):
+        if interval:
+            wait = run.started + sent * interval - time.perf_counter()
+            if wait > 0:
+                try:
+                    await asyncio.wait_for(run.stop.wait(), wait)
+                    return
+                except TimeoutError:
+                    pass
+            if deadline is not None and time.perf_counter() >= deadline:
+                return
+        sent += 1
+        begin = time.perf_counter()
+        try:
+            async with session.request(work.method, work.url, headers=headers) as response:
+                body = await response.read()
+            result = Result(
+                begin - run.started, time.perf_counter() - begin, response.status, None, len(body)
+            )
+        except (aiohttp.ClientError, TimeoutError) as error:
+            result = Result(
+                begin - run.started, time.perf_counter() - begin, None, _describe(error, work)
+            )
+        run.results.append(result)
+
+
+async def execute(run: Run, on_tick: Callable[[Run], None] | None = None) -> Run:
+    """Send the run's requests with ``concurrency`` workers over one keep-alive pool."""
+    work = run.work
+    timeout = aiohttp.ClientTimeout(total=work.timeout)
+    connector = aiohttp.TCPConnector(limit=work.concurrency, ttl_dns_cache=300)
+    async with aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent",),
+    ) as session:
+        run.started = time.perf_counter()
+        deadline = run.started + work.duration if work.duration > 0 else None
+        workers = [
+            asyncio.create_task(_worker(run, session, deadline)) for _ in range(work.concurrency)
+        ]
+        ticker = asyncio.create_task(_tick(run, on_tick)) if on_tick else None
+        await asyncio.gather(*workers)
+        run.elapsed = time.perf_counter() - run.started
+        if ticker:
+            ticker.cancel()
+    return run
+
+
+async def _tick(run: Run, on_tick: Callable[[Run], None]) -> None:
+    while True:
+        await asyncio.sleep(0.25)
+        run.elapsed = time.perf_counter() - run.started
+        on_tick(run)

@@ -1,0 +1,184 @@
+"""`faas` argument handling (pass-through with stubbed runners) and `faas call` end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ops import cli, commands
+from ops.endpoint import Endpoint, OpsError, resolve
+from ops.requester import Work
+from tests.utils import run_service
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    calls: dict[str, Any] = {}
+    for name in ("run_call", "run_load", "run_watch"):
+        monkeypatch.setattr(
+            commands, name, lambda _name=name, **kwargs: calls.update({_name: kwargs}) or 0
+        )
+    return calls
+
+
+def test_load_passes_heys_flags_through(captured: dict[str, Any]) -> None:
+    argv = [
+        "load", "-z", "2m", "-c", "11", "-q", "5", "-t", "3", "-m", "POST",
+        "-H", "Accept: application/json", "-H", "X-Test: 1", "-host", "app.example.com",
+        "--watch", "myfirstserverlessapp", "--namespace", "ns", "--watch-after", "90",
+        "--plot", "out.png", "--json", "http://127.0.0.1:8080/?in=10000&nap=9&processes=500",
+    ]  # fmt: skip
+    assert cli.main(argv) == 0
+    kwargs = captured["run_load"]
+    assert kwargs["work"] == Work(
+        url="http://127.0.0.1:8080/?in=10000&nap=9&processes=500", method="POST",
+        headers=(("Accept", "application/json"), ("X-Test", "1")), host="app.example.com",
+        n=200, concurrency=11, qps=5.0, duration=120.0, timeout=3.0,
+    )  # fmt: skip
+    assert kwargs["as_json"] is True
+    assert (kwargs["watch"], kwargs["namespace"], kwargs["watch_after"]) == (
+        "myfirstserverlessapp",
+        "ns",
+        90.0,
+    )
+    assert kwargs["plot_path"] == Path("out.png")
+
+
+def test_load_defaults_are_heys(captured: dict[str, Any]) -> None:
+    assert cli.main(["load", "--host", "h", "http://127.0.0.1/"]) == 0
+    work = captured["run_load"]["work"]
+    assert (work.n, work.concurrency, work.qps, work.duration, work.timeout) == (
+        200, 50, 0.0, 0.0, 20.0,
+    )  # fmt: skip
+    assert work.host == "h"
+
+
+def test_call_and_watch_pass_through(captured: dict[str, Any]) -> None:
+    assert cli.main(["call", "--host", "gw", "--domain", "d", "--in", "100", "--nap", "0",
+                     "--processes", "5", "--json", "--curl"]) == 0  # fmt: skip
+    assert captured["run_call"] == {
+        "stack": "bosun", "host": "gw", "domain": "d", "in_": 100, "nap": 0, "processes": 5,
+        "as_json": True, "curl": True, "timeout": 30.0,
+    }  # fmt: skip
+    assert cli.main(["watch", "myfirstserverlessapp", "--namespace", "ns"]) == 0
+    assert captured["run_watch"] == {"service": "myfirstserverlessapp", "namespace": "ns"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["load", "-n", "abc", "http://x/"], "argument -n: 'abc' is not a positive integer"),
+        (["load", "-n", "0", "http://x/"], "argument -n: '0' is not a positive integer"),
+        (["load", "-z", "10x", "http://x/"], "argument -z: '10x' is not a duration"),
+        (["load", "-q", "-1", "http://x/"], "argument -q: '-1' is not a number of at least 0"),
+        (["load", "-n", "5", "-c", "10", "http://x/"], "-n cannot be less than -c"),
+        (["load", "ftp://x/"], "URL 'ftp://x/' is not an http(s) URL"),
+        (["load", "-H", "nocolon", "http://x/"], "argument -H: 'nocolon' is not a header"),
+        (["load", "-m", "BREW", "http://x/"], "argument -m: invalid choice: 'BREW'"),
+        (["load", "--plot", "out.jpg", "http://x/"], "--plot needs a .png file name"),
+        (["load", "--bogus", "http://x/"], "unrecognized arguments: --bogus"),
+        (["load"], "the following arguments are required: URL"),
+        (["call", "--in", "x"], "argument --in: 'x' is not a positive integer"),
+        (["watch"], "the following arguments are required: NAME"),
+        ([], "the following arguments are required: COMMAND"),
+    ],
+)
+def test_bad_flags_are_a_usage_error_with_exit_2(
+    captured: dict[str, Any], capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli.main(argv)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: faas")
+    assert message in err
+    assert captured == {}
+
+
+def test_endpoint_prefers_flags_then_environment() -> None:
+    env = {"KNATIVE_HOST": "env-host", "KNATIVE_DOMAIN": "env.domain"}
+    assert resolve("flag-host", None, "bosun", env) == Endpoint("flag-host", "env.domain")
+    assert resolve(None, None, "bosun", env) == Endpoint("env-host", "env.domain")
+
+
+def test_without_values_or_pulumi_the_message_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PATH", "")
+    with pytest.raises(
+        OpsError, match="pass --host and --domain, set KNATIVE_HOST and KNATIVE_DOMAIN"
+    ):
+        resolve(None, None, "bosun", {})
+
+
+def _fake_pulumi(tmp_path: Path, outputs: dict[str, str], code: int = 0) -> None:
+    # The Pulumi CLI is an external edge: a script that answers `stack output --json`.
+    script = tmp_path / "pulumi"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"[ \"$1 $2 $3 $4 $5\" = 'stack output --json --stack bosun' ] || exit 9\n"
+        f"echo '{json.dumps(outputs)}'\n"
+        + ("echo 'error: no stack named bosun' >&2\n" if code else "")
+        + f"exit {code}\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+
+
+def test_endpoint_from_the_stack_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_pulumi(tmp_path, {"ingressHost": "gw.example.com", "routeDomain": "app.example.com"})
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert resolve(None, None, "bosun", {}) == Endpoint("gw.example.com", "app.example.com")
+
+
+def test_a_failing_stack_lookup_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_pulumi(tmp_path, {}, code=255)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(OpsError, match="pulumi stack output --stack bosun failed: error: no stack"):
+        resolve(None, None, "bosun", {})
+
+
+def test_call_through_a_gateway_sends_the_host_header(capsys: pytest.CaptureFixture[str]) -> None:
+    with run_service() as svc:
+        host = svc.url.removeprefix("http://")
+        code = cli.main(["call", "--host", host, "--domain", "myfirstserverlessapp.example.com",
+                         "--nap", "0", "--json"])  # fmt: skip
+        assert code == 0
+        body = json.loads(capsys.readouterr().out)
+        assert body["highest_prime"] == 9973
+        assert cli.main(["call", "--host", host, "--domain", "d", "--nap", "0", "--in", "2"]) == 1
+        captured = capsys.readouterr()
+        assert captured.out.startswith("in: got '2', which is too small")
+        assert "faas: HTTP 400 from" in captured.err
+
+
+def test_call_prints_the_equivalent_curl(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        cli.main(["call", "--host", "gw.example.com", "--domain", "app.example.com", "--curl"]) == 0
+    )
+    assert capsys.readouterr().out == (
+        "curl -H 'Host: app.example.com' 'http://gw.example.com/?in=10000&nap=3&processes=50'\n"
+    )
+
+
+def test_call_to_nothing_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["call", "--host", "127.0.0.1:9", "--domain", "d", "-t", "2"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("faas: error: GET http://127.0.0.1:9/?in=10000")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_the_console_script_is_installed() -> None:
+    faas = shutil.which("faas", path=str(Path(sys.executable).parent))
+    assert faas is not None
+    done = subprocess.run([faas, "load", "--help"], capture_output=True, text=True, check=True)
+    assert "-z Z" in done.stdout
+    assert "--watch NAME" in done.stdout

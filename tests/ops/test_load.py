@@ -1,0 +1,150 @@
+"""`faas load` end to end against the real service on 127.0.0.1."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pty
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import httpx2 as httpx
+
+from ops import commands
+from ops.requester import Work
+from tests.utils import ROOT, free_port, run_service
+
+HEAVY_CALLS = re.compile(r'myfirstserverlessapp_calls_total\{method="heavyLifting"\} ([0-9.]+)')
+IN_FLIGHT = re.compile(r"myfirstserverlessapp_requests_in_flight ([0-9.]+)")
+
+
+def _load(work: Work) -> dict[str, Any]:
+    out = io.StringIO()
+    code = commands.run_load(
+        work=work, as_json=True, watch=None, namespace=None, watch_after=0.0, plot_path=None,
+        out=out, err=io.StringIO(),
+    )  # fmt: skip
+    assert code == 0
+    report: dict[str, Any] = json.loads(out.getvalue())["report"]
+    return report
+
+
+def _metric(url: str, pattern: re.Pattern[str]) -> float:
+    match = pattern.search(httpx.get(f"{url}/metrics").text)
+    assert match is not None
+    return float(match.group(1))
+
+
+def test_request_count_is_exact_for_n() -> None:
+    with run_service() as svc:
+        before = _metric(svc.url, HEAVY_CALLS)
+        report = _load(Work(url=f"{svc.url}/?in=100&nap=0&processes=5", n=137, concurrency=7))
+        after = _metric(svc.url, HEAVY_CALLS)
+    assert report["requests"] == 137
+    assert report["status_codes"] == {"200": 137}
+    assert after - before == 137
+
+
+def test_duration_is_respected_for_z() -> None:
+    with run_service() as svc:
+        started = time.perf_counter()
+        report = _load(Work(url=f"{svc.url}/healthz", concurrency=4, duration=1.5))
+        elapsed = time.perf_counter() - started
+    assert 1.5 <= report["total_seconds"] < 1.7
+    assert elapsed < 2.5
+    assert report["requests"] > 100
+
+
+def test_concurrency_is_respected() -> None:
+    with run_service() as svc:
+        peak: list[float] = []
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                peak.append(_metric(svc.url, IN_FLIGHT))
+                time.sleep(0.02)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        report = _load(Work(url=f"{svc.url}/?in=100&nap=1&processes=5", n=9, concurrency=3))
+        done.set()
+        sampler.join()
+    assert report["requests"] == 9
+    assert max(peak) == 3, f"in flight never reached or exceeded 3: {sorted(set(peak))}"
+    assert 2.9 <= report["total_seconds"] < 4.0  # three waves of three 1 s naps
+
+
+def test_status_distribution_counts_400s() -> None:
+    with run_service() as svc:
+        report = _load(Work(url=f"{svc.url}/?in=ten&nap=0&processes=5", n=40, concurrency=4))
+    assert report["status_codes"] == {"400": 40}
+    assert report["errors"] == {}
+
+
+def test_error_distribution_counts_refused_connections() -> None:
+    url = f"http://127.0.0.1:{free_port()}/"
+    report = _load(Work(url=url, n=12, concurrency=3))
+    assert report["requests"] == 12
+    assert report["status_codes"] == {}
+    assert report["errors"] == {f'GET "{url}": connection refused': 12}
+
+
+def test_rate_limit_per_worker_is_respected() -> None:
+    with run_service() as svc:
+        report = _load(Work(url=f"{svc.url}/healthz", concurrency=2, qps=25, duration=2.0))
+    rate = report["requests"] / report["total_seconds"]
+    assert abs(rate - 50) <= 5, f"{rate:.1f} requests/s for 2 workers at 25/s each"
+
+
+def test_ctrl_c_prints_the_report_so_far() -> None:
+    with run_service() as svc:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ops.cli", "load", "-z", "30s", "-c", "2", f"{svc.url}/healthz"],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(1.5)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+    assert process.returncode == 0, err
+    assert "Summary:" in out
+    assert "Status code distribution:" in out
+    total = float(re.search(r"Total:\t([0-9.]+) secs", out).group(1))  # type: ignore[union-attr]
+    assert total < 5
+
+
+def test_progress_line_on_a_terminal() -> None:
+    with run_service() as svc:
+        leader, follower = pty.openpty()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ops.cli", "load", "-z", "1s", "-c", "2", f"{svc.url}/healthz"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            text=True,
+        )
+        os.close(follower)
+        out, _ = process.communicate(timeout=15)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(leader)
+    progress = b"".join(chunks).decode()
+    assert re.search(r"\r +[0-9.]+ s  [0-9]+ requests  0 errors  [0-9.]+ req/s", progress), progress
+    assert "Summary:" in out
