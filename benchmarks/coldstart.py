@@ -9,16 +9,13 @@ markdown table with medians and the ratio.
 from __future__ import annotations
 
 import argparse
-import http.client
-import os
-import socket
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.service_process import ROOT, bench_env, free_port, wait_for_200
+
 REQUEST = "/?in=10000&nap=0&processes=50"
 COMMANDS = {
     "service": [sys.executable, "-m", "service"],
@@ -26,33 +23,16 @@ COMMANDS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def time_to_first_200(command: list[str], path: str = REQUEST, timeout: float = 20) -> float:
     """Seconds from exec to the first 200 answer on ``path``; the process is then stopped."""
-    port = _free_port()
-    # Bytecode caches are written and used, as in the image (which compiles them at build).
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env.update(PORT=str(port), HOST="127.0.0.1", LOG_LEVEL="warning")
+    port = free_port()
+    env = bench_env(PORT=str(port))
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     try:
-        while time.perf_counter() - started < timeout:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            try:
-                connection.request("GET", path)
-                if connection.getresponse().status == 200:
-                    return time.perf_counter() - started
-            except OSError:
-                time.sleep(0.001)
-            finally:
-                connection.close()
-        raise RuntimeError(f"{command} gave no 200 within {timeout} s")
+        if not wait_for_200(port, path, started + timeout):
+            raise RuntimeError(f"{command} gave no 200 within {timeout} s")
+        return time.perf_counter() - started
     finally:
         process.terminate()
         process.wait(10)

@@ -43,7 +43,7 @@ def plot(path: Path, results: list[Result], samples: list[Sample], title: str) -
     load_handles, load_labels = load_axis.get_legend_handles_labels()
     replica_handles, replica_labels = replica_axis.get_legend_handles_labels()
     load_axis.legend(
-        load_handles + replica_handles, load_labels + replica_labels, loc="upper right"
+        load_handles + replica_handles, load_labels + replica_labels, loc="center right"
     )
     load_axis.set_title(title)
     figure.tight_layout()
