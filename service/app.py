@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import quote_from_bytes
 
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.trace import TracerProvider
@@ -45,6 +46,32 @@ class RevisionHeader:
             await send(message)
 
         await self.app(scope, receive, send_with_header)
+
+
+_PRINTABLE_ASCII = bytes(range(0x21, 0x7F))
+
+
+class Utf8QueryString:
+    """Percent-encodes a query string that is not UTF-8, so no layer fails to decode it.
+
+    uvicorn's httptools parser already refuses such requests, but other servers pass them on,
+    and the tracing middleware would answer them with a 500.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query: bytes = scope.get("query_string", b"")
+            try:
+                query.decode("utf-8")
+            except UnicodeDecodeError:
+                scope = {
+                    **scope,
+                    "query_string": quote_from_bytes(query, _PRINTABLE_ASCII).encode(),
+                }
+        await self.app(scope, receive, send)
 
 
 def _span_details(scope: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -110,6 +137,7 @@ def create_app(settings: Settings, tracer_provider: TracerProvider) -> Starlette
             Route("/metrics", endpoints.prometheus),
         ],
         middleware=[
+            Middleware(Utf8QueryString),
             Middleware(RevisionHeader, revision=settings.revision),
             Middleware(
                 OpenTelemetryMiddleware,

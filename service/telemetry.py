@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from collections.abc import Sequence
 
 from opentelemetry import propagate
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.b3 import B3MultiFormat
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from service.settings import Settings
@@ -25,6 +27,83 @@ MAX_QUEUE_SIZE = 2048
 EXPORT_TIMEOUT_SECONDS = 5
 
 log = logging.getLogger(__name__)
+
+
+class ReportingExporter(SpanExporter):
+    """Wraps an exporter so a failing collector costs nothing and is logged once.
+
+    A failure (an exception or an error answer) is logged in one line when it starts and again
+    when export recovers. While the collector fails, batches are dropped without being encoded
+    for a back-off period (BACKOFF_FIRST seconds, doubling up to BACKOFF_MAX): encoding a batch
+    holds the GIL for milliseconds, which requests in flight would feel. Nothing here raises.
+    """
+
+    BACKOFF_FIRST = 5.0
+    BACKOFF_MAX = 60.0
+
+    def __init__(self, inner: SpanExporter, target: str) -> None:
+        self._inner = inner
+        self._target = target
+        self._failing = False
+        self._backoff = 0.0
+        self._retry_at = 0.0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._failing and time.monotonic() < self._retry_at:
+            return SpanExportResult.FAILURE
+        try:
+            result = self._inner.export(spans)
+            problem = (
+                None if result is SpanExportResult.SUCCESS else "the collector answered an error"
+            )
+        except Exception as error:  # any exporter failure is reported, never raised
+            result, problem = SpanExportResult.FAILURE, f"{type(error).__name__}: {error}"
+        if problem and not self._failing:
+            log.warning(
+                "span export to %s failing (%s); spans are dropped and further failures are "
+                "not logged until it recovers",
+                self._target,
+                " ".join(problem.split()),
+            )
+        elif not problem and self._failing:
+            log.warning("span export to %s recovered", self._target)
+        self._failing = problem is not None
+        if problem:
+            self._backoff = min(self.BACKOFF_MAX, self._backoff * 2 or self.BACKOFF_FIRST)
+            self._retry_at = time.monotonic() + self._backoff
+        else:
+            self._backoff = 0.0
+        return result
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+class _OncePerMessage(logging.Filter):
+    """Lets each distinct message template of the SDK's exporting thread through once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = str(record.msg)
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
+
+
+def _quiet_sdk_loggers() -> None:
+    # The Zipkin exporter logs every failed batch; ReportingExporter reports the problem once.
+    logging.getLogger("opentelemetry.exporter.zipkin.json").setLevel(logging.CRITICAL)
+    # The batch processor warns for every span dropped from a full queue: once is enough.
+    sdk = logging.getLogger("opentelemetry.sdk._shared_internal")
+    if not any(isinstance(f, _OncePerMessage) for f in sdk.filters):
+        sdk.addFilter(_OncePerMessage())
 
 
 def configure_propagation() -> None:
@@ -67,7 +146,11 @@ def build_tracer_provider(
         # Imported here: the exporter pulls in requests, which the default start-up does not need.
         from opentelemetry.exporter.zipkin.json import ZipkinExporter  # noqa: PLC0415
 
-        exporter = ZipkinExporter(endpoint=settings.zipkin_endpoint, timeout=EXPORT_TIMEOUT_SECONDS)
+        exporter = ReportingExporter(
+            ZipkinExporter(endpoint=settings.zipkin_endpoint, timeout=EXPORT_TIMEOUT_SECONDS),
+            settings.zipkin_endpoint,
+        )
+        _quiet_sdk_loggers()
         log.info("exporting spans to %s", settings.zipkin_endpoint)
     if exporter is not None:
         provider.add_span_processor(
