@@ -25,20 +25,23 @@ _SMALL_PRIME_SET = frozenset(_SMALL_PRIMES)
 # One gcd against the product of all primes below 1000 rejects most composites in C.
 _PRIMORIAL = math.prod(_SMALL_PRIMES)
 
-# Deterministic Miller-Rabin: below each bound, the first k prime bases decide primality exactly
-# (Jaeschke 1993; Jiang & Deng 2014; Sorenson & Webster 2015).
-_WITNESS_BOUNDS = (
-    (2_047, (2,)),
-    (1_373_653, (2, 3)),
-    (25_326_001, (2, 3, 5)),
-    (3_215_031_751, (2, 3, 5, 7)),
-    (2_152_302_898_747, (2, 3, 5, 7, 11)),
-    (3_474_749_660_383, (2, 3, 5, 7, 11, 13)),
-    (341_550_071_728_321, (2, 3, 5, 7, 11, 13, 17)),
-    (3_825_123_056_546_413_051, (2, 3, 5, 7, 11, 13, 17, 19, 23)),
+# Deterministic Miller-Rabin: below each bound, these strong-probable-prime bases decide
+# primality exactly. Below 2^64 they are the best known sets (Jaeschke 1993 for 2, 7, 61; Sinclair
+# and others, as collected at miller-rabin.appspot.com and used by sympy.isprime); above, the
+# first 12 and 13 primes (Sorenson & Webster 2015). A base is taken mod n, and one that is then 0
+# or 1 is skipped.
+_WITNESS_BOUNDS: tuple[tuple[int, tuple[int, ...]], ...] = (
+    (4_759_123_141, (2, 7, 61)),
+    (350_269_456_337, (4230279247111683200, 14694767155120705706, 16641139526367750375)),
+    (55_245_642_489_451, (2, 141889084524735, 1199124725622454117, 11096072698276303650)),
+    (7_999_252_175_582_851, (2, 4130806001517, 149795463772692060, 186635894390467037,
+                             3967304179347715805)),
+    (585_226_005_592_931_977, (2, 123635709730000, 9233062284813009, 43835965440333360,
+                               761179012939631437, 1263739024124850375)),
+    (2**64, (2, 325, 9375, 28178, 450775, 9780504, 1795265022)),
     (318_665_857_834_031_151_167_461, (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37)),
     (3_317_044_064_679_887_385_961_981, (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41)),
-)
+)  # fmt: skip
 PRIMALITY_LIMIT = _WITNESS_BOUNDS[-1][0]
 
 
@@ -57,7 +60,10 @@ def is_prime(n: int) -> bool:
     while d % 2 == 0:
         d //= 2
         s += 1
-    for a in witnesses:
+    for base in witnesses:
+        a = base % n
+        if a < 2:
+            continue
         x = pow(a, d, n)
         if x in (1, n - 1):
             continue

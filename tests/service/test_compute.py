@@ -59,6 +59,8 @@ def test_highest_prime_below_matches_sympy_up_to_configurable_limit(n: int) -> N
         3_474_749_660_383,
         341_550_071_728_321,
         3_825_123_056_546_413_051,
+        4_759_123_141,  # the (2, 7, 61) bound
+        585_226_005_592_931_977,  # the six-base bound
         318_665_857_834_031_151_167_461,
         561,  # Carmichael
         2**61 - 1,  # Mersenne prime
