@@ -14,7 +14,7 @@ ENV UV_PROJECT_ENVIRONMENT=/opt/venv \
 RUN python3 -m venv /opt/uv && /opt/uv/bin/pip install --quiet "uv==0.13.9"
 WORKDIR /src
 COPY pyproject.toml uv.lock ./
-RUN /opt/uv/bin/uv sync --frozen --no-dev --no-install-project --python "$(command -v python3)"
+RUN /opt/uv/bin/uv sync --frozen --no-default-groups --no-install-project --python "$(command -v python3)"
 COPY service/ service/
 RUN python3 -m compileall -q service
 
