@@ -48,8 +48,13 @@ class ReportingExporter(SpanExporter):
         self._backoff = 0.0
         self._retry_at = 0.0
 
+    @property
+    def backing_off(self) -> bool:
+        """True while the collector is known to fail and the back-off period has not passed."""
+        return self._failing and time.monotonic() < self._retry_at
+
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if self._failing and time.monotonic() < self._retry_at:
+        if self.backing_off:
             return SpanExportResult.FAILURE
         try:
             result = self._inner.export(spans)
@@ -80,6 +85,27 @@ class ReportingExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self._inner.force_flush(timeout_millis)
+
+
+class DropWhileBackingOff(BatchSpanProcessor):
+    """A batch processor that drops ended spans at once while its exporter backs off.
+
+    Those spans would be dropped by the exporter anyway; dropping them before the queue also
+    spares the exporting thread its wake-up every batch, whose GIL hand-over the request in
+    flight at that moment would feel (about one request in a hundred: the p99).
+    """
+
+    def __init__(self, exporter: ReportingExporter) -> None:
+        super().__init__(
+            exporter,
+            max_queue_size=MAX_QUEUE_SIZE,
+            export_timeout_millis=EXPORT_TIMEOUT_SECONDS * 1000,
+        )
+        self._reporting = exporter
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if not self._reporting.backing_off:
+            super().on_end(span)
 
 
 class _OncePerMessage(logging.Filter):
@@ -152,7 +178,9 @@ def build_tracer_provider(
         )
         _quiet_sdk_loggers()
         log.info("exporting spans to %s", settings.zipkin_endpoint)
-    if exporter is not None:
+    if isinstance(exporter, ReportingExporter):
+        provider.add_span_processor(DropWhileBackingOff(exporter))
+    elif exporter is not None:
         provider.add_span_processor(
             BatchSpanProcessor(
                 exporter,

@@ -11,14 +11,22 @@ import pytest
 from tests.utils import ZipkinReceiver, free_port, run_service
 
 # Enough spans (5 a request) for full batches of 512 at the SDK's defaults, and enough samples
-# for a p99 that machine noise moves by less than 10 % (measured: 0.96-1.10 between two
-# identical services).
-REQUESTS = 1500
+# for a p99 that machine noise moves by less than 10 % (measured with 1500: 0.91-1.09 between
+# two identical services; a refusing or failing collector 0.95-1.11, a hanging one 0.89-1.14,
+# that one being the cost of queueing spans at all while the export hangs).
+REQUESTS = 2000
 QUERY = "/?in=10000&nap=0&processes=50"
 
 
+BLOCKS = 5
+
+
 def _p99(values: list[float]) -> float:
-    return statistics.quantiles(values, n=100)[98]
+    """The median of the p99s of BLOCKS consecutive blocks: one burst of machine noise (a few
+    ms when another process runs) moves one block, not the figure."""
+    size = len(values) // BLOCKS
+    blocks = [values[i * size : (i + 1) * size] for i in range(BLOCKS)]
+    return statistics.median(statistics.quantiles(block, n=100)[98] for block in blocks)
 
 
 @pytest.mark.parametrize("mode", ["refuse", "hang", "fail"])
@@ -34,8 +42,9 @@ def test_a_broken_collector_costs_requests_nothing_and_is_logged_once(mode: str)
         ):
             base: list[float] = []
             broken: list[float] = []
-            for _ in range(REQUESTS):  # interleaved, so both see the same machine noise
-                for url, latencies in ((plain.url, base), (faulty.url, broken)):
+            pair = [(plain.url, base), (faulty.url, broken)]
+            for i in range(REQUESTS):  # interleaved, in turn first, so both see the same noise
+                for url, latencies in pair if i % 2 else pair[::-1]:
                     started = time.perf_counter()
                     assert client.get(url + QUERY).status_code == 200
                     latencies.append(time.perf_counter() - started)
