@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import math
-import multiprocessing
 import signal
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from opentelemetry.trace import Span, Tracer
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 from service.compute import highest_prime_below, leibniz_chunk, leibniz_chunks
 from service.metrics import Metrics
@@ -70,6 +72,10 @@ class Lifting:
         self._processes_lock = asyncio.Lock()
 
     def _start_processes(self) -> ProcessPoolExecutor:
+        # Imported on first use: start-up (scale from zero) does not pay for multiprocessing.
+        import multiprocessing  # noqa: PLC0415
+        from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["service.compute"])
         pool = ProcessPoolExecutor(
