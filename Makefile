@@ -10,7 +10,7 @@ BASE_IMAGE ?= python:3.11-slim-bookworm
 
 STACK ?= bosun
 
-.PHONY: run test lint env image image-test manifests
+.PHONY: run test lint env image image-test manifests bench
 
 env:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
@@ -39,3 +39,10 @@ image-test: env image
 # The Namespace and Knative Service of a stack as YAML, for kubectl (STACK=bosun by default).
 manifests: env
 	@$(UV) run --no-sync python -m infra.render --stack $(STACK)
+
+# Benchmarks: the apps run in a venv with the image's runtime dependencies only (build/bench-venv),
+# the harness in the dev environment. Load comes from Debian's hey (apt-get install hey).
+bench: env
+	@UV_PROJECT_ENVIRONMENT=build/bench-venv $(UV) sync --frozen --no-default-groups --no-install-project --quiet
+	@command -v hey >/dev/null || echo "note: hey is not installed (apt-get install hey); latency and throughput rows are skipped"
+	$(UV) run --no-sync python -m benchmarks.run --python build/bench-venv/bin/python

@@ -17,10 +17,14 @@ import time
 from benchmarks.service_process import ROOT, bench_env, free_port, wait_for_200
 
 REQUEST = "/?in=10000&nap=0&processes=50"
-COMMANDS = {
-    "service": [sys.executable, "-m", "service"],
-    "bare Starlette app": [sys.executable, "-m", "benchmarks.bare_app"],
-}
+
+
+def commands(python: str = sys.executable) -> dict[str, list[str]]:
+    """The service and its baseline, run by ``python`` (the image-like venv in `make bench`)."""
+    return {
+        "service": [python, "-m", "service"],
+        "bare Starlette app": [python, "-m", "benchmarks.bare_app"],
+    }
 
 
 def time_to_first_200(command: list[str], path: str = REQUEST, timeout: float = 20) -> float:
@@ -38,16 +42,23 @@ def time_to_first_200(command: list[str], path: str = REQUEST, timeout: float = 
         process.wait(10)
 
 
+def measure(runs: int, python: str = sys.executable) -> dict[str, list[float]]:
+    """Seconds to first 200 of each command, ``runs`` times, interleaved."""
+    results: dict[str, list[float]] = {name: [] for name in commands(python)}
+    for command in commands(python).values():
+        time_to_first_200(command)  # warm-up: writes the bytecode caches
+    for _ in range(runs):
+        for name, command in commands(python).items():
+            results[name].append(time_to_first_200(command))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--python", default=sys.executable, help="interpreter of the apps")
     args = parser.parse_args()
-    results: dict[str, list[float]] = {name: [] for name in COMMANDS}
-    for command in COMMANDS.values():
-        time_to_first_200(command)  # warm-up: writes the bytecode caches
-    for _ in range(args.runs):
-        for name, command in COMMANDS.items():
-            results[name].append(time_to_first_200(command))
+    results = measure(args.runs, args.python)
     base = statistics.median(results["bare Starlette app"])
     print("| cold start (exec to first 200) | median ms | min ms | ratio to bare |")
     print("|---|---:|---:|---:|")

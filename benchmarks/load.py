@@ -40,8 +40,8 @@ def main() -> None:
         return
     n, c = str(args.requests), str(CONCURRENCY)
     results: dict[str, list[float]] = {"faas load": [], "hey": []}
-    with running_service() as url:
-        target = f"{url}/healthz"
+    with running_service() as service:
+        target = f"{service.url}/healthz"
         for _ in range(args.rounds):
             results["hey"].append(_rps([hey, "-n", n, "-c", c, target]))
             results["faas load"].append(

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,20 +45,26 @@ def wait_for_200(port: int, path: str, deadline: float) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class Running:
+    url: str
+    pid: int
+
+
 @contextmanager
-def running_service(command: list[str] | None = None, **env: str) -> Iterator[str]:
-    """Run the service (or ``command``) until the block ends; yields its base URL."""
+def running_service(command: list[str] | None = None) -> Iterator[Running]:
+    """Run the service (or ``command``) until the block ends."""
     port = free_port()
     process = subprocess.Popen(
         command or [sys.executable, "-m", "service"],
         cwd=ROOT,
-        env=bench_env(PORT=str(port), **env),
+        env=bench_env(PORT=str(port)),
         stdout=subprocess.DEVNULL,
     )
     try:
         if not wait_for_200(port, "/healthz", time.perf_counter() + 30):
             raise RuntimeError("the service did not start")
-        yield f"http://127.0.0.1:{port}"
+        yield Running(f"http://127.0.0.1:{port}", process.pid)
     finally:
         process.terminate()
         process.wait(15)

@@ -1,0 +1,160 @@
+"""`make bench`: every benchmark, each a ratio to a baseline measured in the same run.
+
+    python -m benchmarks.run [--python PY] [--runs 10] [--seconds 5]
+
+The service and the bare Starlette app run under ``--python`` (`make bench` passes a venv with
+the image's runtime dependencies only). Load comes from Debian's `hey`; without it those rows
+say so. Prints markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import timeit
+import urllib.request
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+from benchmarks import coldstart
+from benchmarks.service_process import running_service
+
+REQUESTS = ("/?in=10000&nap=0&processes=50", "/?in=100000&nap=0&processes=5000")
+
+
+def _table(header: str, rows: list[list[str]]) -> None:
+    columns = header.count("|") - 1
+    print(header)
+    print("|---" + "|---:" * (columns - 1) + "|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print()
+
+
+def _peak_rss_after(command: list[str], path: str, count: int = 100) -> int:
+    """VmHWM (peak resident memory) of the process after ``count`` requests to ``path``."""
+    with running_service(command) as app:
+        for _ in range(count):
+            with urllib.request.urlopen(app.url + path) as response:  # noqa: S310 (loopback)
+                response.read()
+        status = Path(f"/proc/{app.pid}/status").read_text()
+    match = re.search(r"VmHWM:\s+([0-9]+) kB", status)
+    return int(match.group(1)) * 1024 if match else 0
+
+
+def cold_start(python: str, runs: int) -> None:
+    results = coldstart.measure(runs, python)
+    base = statistics.median(results["bare Starlette app"])
+    service = statistics.median(results["service"])
+    commands = coldstart.commands(python)
+    rss = {name: _peak_rss_after(cmd, coldstart.REQUEST) for name, cmd in commands.items()}
+    _table(
+        "| cold start and memory | service | bare Starlette app | ratio | goal |",
+        [
+            [
+                f"exec to first 200, median of {runs} (ms)",
+                f"{service * 1000:.0f}",
+                f"{base * 1000:.0f}",
+                f"{service / base:.2f}",
+                "<= 1.3: " + ("met" if service / base <= 1.3 else "NOT met"),
+            ],
+            [
+                "peak RSS after 100 requests (MiB)",
+                f"{rss['service'] / 2**20:.1f}",
+                f"{rss['bare Starlette app'] / 2**20:.1f}",
+                f"{rss['service'] / rss['bare Starlette app']:.2f}",
+                "",
+            ],
+        ],
+    )
+
+
+def _hey(hey: str, url: str, args: list[str]) -> tuple[float, float]:
+    """(average latency in seconds, requests/sec) from one hey run."""
+    out = subprocess.run([hey, *args, url], capture_output=True, text=True, check=True).stdout
+    average = re.search(r"Average:\s+([0-9.]+) secs", out)
+    rate = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    if average is None or rate is None:
+        raise RuntimeError(f"unexpected hey output:\n{out}")
+    return float(average.group(1)), float(rate.group(1))
+
+
+def latency_and_throughput(python: str, seconds: float) -> None:
+    hey = shutil.which("hey")
+    if hey is None:
+        print("Latency and throughput: skipped, Debian's `hey` is not installed.\n")
+        return
+    rows = []
+    commands = coldstart.commands(python)
+    with (
+        running_service(commands["service"]) as service,
+        running_service(commands["bare Starlette app"]) as bare,
+    ):
+        for path in REQUESTS:
+            duration = f"{seconds:g}s"
+            s_lat, _ = _hey(hey, service.url + path, ["-z", duration, "-c", "1"])
+            b_lat, _ = _hey(hey, bare.url + path, ["-z", duration, "-c", "1"])
+            _, s_rps = _hey(hey, service.url + path, ["-z", duration, "-c", "11"])
+            _, b_rps = _hey(hey, bare.url + path, ["-z", duration, "-c", "11"])
+            rows.append([f"`{path}`", f"{s_lat * 1000:.2f}", f"{b_lat * 1000:.2f}",
+                         f"{s_lat / b_lat:.1f}", f"{s_rps:.0f}", f"{b_rps:.0f}",
+                         f"{s_rps / b_rps:.2f}"])  # fmt: skip
+    _table(
+        "| request (hey, -z " + f"{seconds:g}s" + ") | latency c=1, service (ms) | bare (ms) "
+        "| ratio | req/s c=11, service | bare | ratio |",
+        rows,
+    )
+
+
+def _best(function: Callable[[], object], number: int) -> float:
+    return min(timeit.repeat(function, number=number, repeat=7)) / number
+
+
+def method_costs() -> None:
+    import numpy as np  # noqa: PLC0415 (only this benchmark needs it)
+    import sympy  # noqa: PLC0415
+
+    from service.compute import highest_prime_below, leibniz_pi  # noqa: PLC0415
+
+    rows = []
+    for exponent in (4, 6, 9, 12, 15, 18):
+        n = 10**exponent
+        sympy.prevprime(n)  # sympy's sieve and caches are warm, as in a long-running process
+        ours = _best(partial(highest_prime_below, n), 300)
+        theirs = _best(partial(sympy.prevprime, n), 300)
+        rows.append([f"A, in = 1e{exponent}", f"{ours * 1e6:.1f}", "sympy.prevprime",
+                     f"{theirs * 1e6:.1f}", f"{ours / theirs:.2f}",
+                     "faster: " + ("met" if ours < theirs else "NOT met")])  # fmt: skip
+
+    def numpy_pi(p: int) -> float:
+        k = np.arange(p + 1)
+        return float((4.0 * (1 - 2 * (k & 1)) / (2 * k + 1)).sum())
+
+    for exponent in (3, 5, 7):
+        p = 10**exponent
+        number = max(1, 10_000 // p)
+        ours = _best(partial(leibniz_pi, p), number)
+        theirs = _best(partial(numpy_pi, p), number)
+        rows.append([f"C, processes = 1e{exponent}", f"{ours * 1e6:.1f}", "numpy one-liner",
+                     f"{theirs * 1e6:.1f}", f"{ours / theirs:.2f}", ""])  # fmt: skip
+    _table("| method cost | ours (µs) | reference | reference (µs) | ratio | goal |", rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--python", default=sys.executable, help="interpreter of the apps")
+    parser.add_argument("--runs", type=int, default=10, help="cold starts of each app")
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each hey run")
+    args = parser.parse_args()
+    cold_start(args.python, args.runs)
+    latency_and_throughput(args.python, args.seconds)
+    method_costs()
+
+
+if __name__ == "__main__":
+    main()
