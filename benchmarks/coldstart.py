@@ -9,11 +9,11 @@ markdown table with medians and the ratio.
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import time
 
+from benchmarks.output import median_rows, table
 from benchmarks.service_process import ROOT, bench_env, free_port, wait_for_200
 
 REQUEST = "/?in=10000&nap=0&processes=50"
@@ -58,13 +58,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--python", default=sys.executable, help="interpreter of the apps")
     args = parser.parse_args()
-    results = measure(args.runs, args.python)
-    base = statistics.median(results["bare Starlette app"])
-    print("| cold start (exec to first 200) | median ms | min ms | ratio to bare |")
-    print("|---|---:|---:|---:|")
-    for name, values in results.items():
-        median = statistics.median(values)
-        print(f"| {name} | {median * 1000:.0f} | {min(values) * 1000:.0f} | {median / base:.2f} |")
+    table(
+        "| cold start (exec to first 200) | median ms | ratio to bare |",
+        median_rows(measure(args.runs, args.python), "bare Starlette app", scale=1000),
+    )
 
 
 if __name__ == "__main__":

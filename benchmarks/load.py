@@ -10,12 +10,11 @@ for the baseline.
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
-import statistics
 import subprocess
 import sys
 
+from benchmarks.output import median_rows, requests_per_second, table
 from benchmarks.service_process import running_service
 
 CONCURRENCY = 11
@@ -23,10 +22,7 @@ CONCURRENCY = 11
 
 def _rps(command: list[str]) -> float:
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
-    match = re.search(r"Requests/sec:\s+([0-9.]+)", done.stdout)
-    if match is None:
-        raise RuntimeError(f"no Requests/sec in the output of {command[0]}")
-    return float(match.group(1))
+    return requests_per_second(done.stdout)
 
 
 def main() -> None:
@@ -47,12 +43,10 @@ def main() -> None:
             results["faas load"].append(
                 _rps([sys.executable, "-m", "ops.cli", "load", "-n", n, "-c", c, target])
             )
-    base = statistics.median(results["hey"])
-    print(f"| load client, -c {CONCURRENCY}, GET /healthz | median req/s | ratio to hey |")
-    print("|---|---:|---:|")
-    for name, values in results.items():
-        median = statistics.median(values)
-        print(f"| {name} | {median:.0f} | {median / base:.2f} |")
+    table(
+        f"| load client, -c {CONCURRENCY}, GET /healthz | median req/s | ratio to hey |",
+        median_rows(results, "hey"),
+    )
 
 
 if __name__ == "__main__":

@@ -22,18 +22,10 @@ from functools import partial
 from pathlib import Path
 
 from benchmarks import coldstart
+from benchmarks.output import average_seconds, requests_per_second, table
 from benchmarks.service_process import running_service
 
 REQUESTS = ("/?in=10000&nap=0&processes=50", "/?in=100000&nap=0&processes=5000")
-
-
-def _table(header: str, rows: list[list[str]]) -> None:
-    columns = header.count("|") - 1
-    print(header)
-    print("|---" + "|---:" * (columns - 1) + "|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
-    print()
 
 
 def _peak_rss_after(command: list[str], path: str, count: int = 100) -> int:
@@ -53,7 +45,7 @@ def cold_start(python: str, runs: int) -> None:
     service = statistics.median(results["service"])
     commands = coldstart.commands(python)
     rss = {name: _peak_rss_after(cmd, coldstart.REQUEST) for name, cmd in commands.items()}
-    _table(
+    table(
         "| cold start and memory | service | bare Starlette app | ratio | goal |",
         [
             [
@@ -77,11 +69,7 @@ def cold_start(python: str, runs: int) -> None:
 def _hey(hey: str, url: str, args: list[str]) -> tuple[float, float]:
     """(average latency in seconds, requests/sec) from one hey run."""
     out = subprocess.run([hey, *args, url], capture_output=True, text=True, check=True).stdout
-    average = re.search(r"Average:\s+([0-9.]+) secs", out)
-    rate = re.search(r"Requests/sec:\s+([0-9.]+)", out)
-    if average is None or rate is None:
-        raise RuntimeError(f"unexpected hey output:\n{out}")
-    return float(average.group(1)), float(rate.group(1))
+    return average_seconds(out), requests_per_second(out)
 
 
 def latency_and_throughput(python: str, seconds: float) -> None:
@@ -104,7 +92,7 @@ def latency_and_throughput(python: str, seconds: float) -> None:
             rows.append([f"`{path}`", f"{s_lat * 1000:.2f}", f"{b_lat * 1000:.2f}",
                          f"{s_lat / b_lat:.1f}", f"{s_rps:.0f}", f"{b_rps:.0f}",
                          f"{s_rps / b_rps:.2f}"])  # fmt: skip
-    _table(
+    table(
         "| request (hey, -z " + f"{seconds:g}s" + ") | latency c=1, service (ms) | bare (ms) "
         "| ratio | req/s c=11, service | bare | ratio |",
         rows,
@@ -150,7 +138,7 @@ def method_costs() -> None:
         ours, theirs = _best_of_pair(partial(leibniz_pi, p), partial(numpy_pi, p), number)
         rows.append([f"C, processes = 1e{exponent}", f"{ours * 1e6:.1f}", "numpy one-liner",
                      f"{theirs * 1e6:.1f}", f"{ours / theirs:.2f}", ""])  # fmt: skip
-    _table("| method cost | ours (µs) | reference | reference (µs) | ratio | goal |", rows)
+    table("| method cost | ours (µs) | reference | reference (µs) | ratio | goal |", rows)
 
 
 def main() -> None:
