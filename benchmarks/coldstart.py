@@ -44,11 +44,12 @@ def time_to_first_200(command: list[str], path: str = REQUEST, timeout: float = 
 
 def measure(runs: int, python: str = sys.executable) -> dict[str, list[float]]:
     """Seconds to first 200 of each command, ``runs`` times, interleaved."""
-    results: dict[str, list[float]] = {name: [] for name in commands(python)}
-    for command in commands(python).values():
+    apps = commands(python)
+    results: dict[str, list[float]] = {name: [] for name in apps}
+    for command in apps.values():
         time_to_first_200(command)  # warm-up: writes the bytecode caches
     for _ in range(runs):
-        for name, command in commands(python).items():
+        for name, command in apps.items():
             results[name].append(time_to_first_200(command))
     return results
 

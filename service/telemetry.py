@@ -160,7 +160,7 @@ def resource_for(settings: Settings) -> Resource:
 
 
 def build_tracer_provider(
-    settings: Settings, exporter: SpanExporter | None = None
+    settings: Settings, exporter: ReportingExporter | None = None
 ) -> TracerProvider:
     """A provider exporting in batches to ``exporter``, else to the Zipkin endpoint if set.
 
@@ -178,14 +178,6 @@ def build_tracer_provider(
         )
         _quiet_sdk_loggers()
         log.info("exporting spans to %s", settings.zipkin_endpoint)
-    if isinstance(exporter, ReportingExporter):
+    if exporter is not None:
         provider.add_span_processor(DropWhileBackingOff(exporter))
-    elif exporter is not None:
-        provider.add_span_processor(
-            BatchSpanProcessor(
-                exporter,
-                max_queue_size=MAX_QUEUE_SIZE,
-                export_timeout_millis=EXPORT_TIMEOUT_SECONDS * 1000,
-            )
-        )
     return provider
