@@ -184,11 +184,14 @@ def _number(key: str, value: str, low: float) -> str:
     return value
 
 
-def _duration(read: _Reader, key: str, low: int, high: int) -> str:
+def _duration(read: _Reader, key: str, low: int, high: int, *, whole: bool = False) -> str:
+    """A Go duration from ``low`` to ``high`` seconds; ``whole``: in whole seconds, as
+    Knative's webhook requires of the window and the scale-down delay."""
     value = read.text(key)
     seconds = rules.duration_seconds(value)
-    allowed = f"a duration from {low}s to {high // 60}m, e.g. 60s or 1m30s"
-    if seconds is None or not low <= seconds <= high:
+    unit = "a whole number of seconds" if whole else "a duration"
+    allowed = f"{unit} from {low}s to {high // 60}m, e.g. 60s or 1m30s"
+    if seconds is None or not low <= seconds <= high or (whole and seconds != int(seconds)):
         fail(key, value, allowed)
     return value
 
@@ -196,8 +199,8 @@ def _duration(read: _Reader, key: str, low: int, high: int) -> str:
 def _quantity(read: _Reader, key: str) -> tuple[str, Decimal]:
     value = read.text(key)
     amount = rules.quantity(value)
-    if amount is None or amount <= 0:
-        fail(key, value, "a positive Kubernetes quantity, e.g. 500m, 1, 128Mi, 1Gi")
+    if amount is None or amount < 0:
+        fail(key, value, "a Kubernetes quantity of at least 0, e.g. 500m, 1, 128Mi, 1Gi, 1e3")
     assert amount is not None
     return value, amount
 
@@ -215,14 +218,16 @@ def _resources(read: _Reader) -> Resources:
 
 def _autoscaling(read: _Reader) -> Autoscaling:
     klass = read.choice("autoscalingClass", rules.AUTOSCALER_CLASSES)
-    metrics = rules.METRICS[klass]
-    metric = read.choice("autoscalingMetric", metrics)
+    if klass == rules.KPA:
+        metric = read.choice("autoscalingMetric", rules.KPA_METRICS)
+    else:
+        metric = read.matching(
+            "autoscalingMetric", bool, "cpu, memory or a custom metric's name with hpa"
+        )
     min_scale = read.integer("minScale", 0, rules.INT32_MAX)
     max_scale = read.integer("maxScale", 0, rules.INT32_MAX)
     if max_scale != 0 and max_scale < min_scale:
         fail("maxScale", max_scale, f"0 (unbounded) or at least minScale ({min_scale})")
-    if klass == rules.HPA and min_scale == 0:
-        fail("minScale", 0, "at least 1 with the hpa class, which cannot scale to zero")
     return Autoscaling(
         klass=klass,
         metric=metric,
@@ -230,10 +235,11 @@ def _autoscaling(read: _Reader) -> Autoscaling:
         target_utilization_percentage=read.integer("targetUtilizationPercentage", 1, 100),
         min_scale=min_scale,
         max_scale=max_scale,
-        initial_scale=read.integer("initialScale", 0, rules.INT32_MAX),
-        window=_duration(read, "window", 6, 3600),
+        # 0 only where config-autoscaler's allow-zero-initial-scale is on (off by default).
+        initial_scale=read.integer("initialScale", 1, rules.INT32_MAX),
+        window=_duration(read, "window", 6, 3600, whole=True),
         scale_to_zero_retention=_duration(read, "scaleToZeroRetention", 0, 3600),
-        scale_down_delay=_duration(read, "scaleDownDelay", 0, 3600),
+        scale_down_delay=_duration(read, "scaleDownDelay", 0, 3600, whole=True),
         panic_window_percentage=read.integer("panicWindowPercentage", 1, 100),
         panic_threshold_percentage=read.integer("panicThresholdPercentage", 110, 1000),
     )

@@ -9,7 +9,9 @@ from urllib.parse import urlsplit
 KPA = "kpa.autoscaling.knative.dev"
 HPA = "hpa.autoscaling.knative.dev"
 AUTOSCALER_CLASSES = (KPA, HPA)
-METRICS = {KPA: ("concurrency", "rps"), HPA: ("cpu", "memory")}
+# The KPA follows concurrency or rps; the HPA cpu, memory or any custom metric a metrics adapter
+# serves, so Knative accepts any metric name with it.
+KPA_METRICS = ("concurrency", "rps")
 RESERVED_PORTS = frozenset({8012, 8013, 8022, 8008, 9090, 9091})
 RESERVED_ENV = frozenset({"PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION"})
 INT32_MAX = 2**31 - 1
@@ -19,9 +21,15 @@ _DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?(?:ns|us|µs|ms|s|m|h))+")
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_QUANTITY = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?")
+# Kubernetes' quantity grammar (apimachinery resource.Quantity): a signed number, then a binary
+# or decimal SI suffix or a decimal exponent.
+_QUANTITY = re.compile(
+    r"([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))"
+    r"(?:(n|u|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)|[eE]([+-]?[0-9]+))?"
+)
 _SUFFIX = {
-    None: Decimal(1), "m": Decimal("0.001"), "k": Decimal(10**3), "M": Decimal(10**6),
+    None: Decimal(1), "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("0.001"),
+    "k": Decimal(10**3), "M": Decimal(10**6),
     "G": Decimal(10**9), "T": Decimal(10**12), "P": Decimal(10**15), "E": Decimal(10**18),
     "Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30), "Ti": Decimal(2**40),
     "Pi": Decimal(2**50), "Ei": Decimal(2**60),
@@ -74,11 +82,15 @@ def duration_seconds(value: str) -> float | None:
 
 
 def quantity(value: str) -> Decimal | None:
-    """The amount of a Kubernetes quantity such as 500m, 1.5 or 128Mi; None if it is not one."""
+    """The amount of a Kubernetes quantity such as 500m, 1.5, 128Mi or 1e3; None if it is not
+    one."""
     match = _QUANTITY.fullmatch(value)
-    if not match:
+    if not match or len(value) > 100:
         return None
+    number, suffix, exponent = match.groups()
     try:
-        return Decimal(match.group(1)) * _SUFFIX[match.group(2)]
-    except InvalidOperation:
+        if exponent is not None:
+            return Decimal(number).scaleb(int(exponent))
+        return Decimal(number) * _SUFFIX[suffix]
+    except (InvalidOperation, ValueError):
         return None

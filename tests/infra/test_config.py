@@ -59,7 +59,8 @@ CASES: list[tuple[dict[str, Any], str]] = [
     ({"containerConcurrency": 1001}, "containerConcurrency=1001: not allowed; allowed: an integer from 0 to 1000"),
     ({"timeoutSeconds": 601}, "timeoutSeconds=601: not allowed; allowed: an integer from 1 to 600"),
     ({"timeoutSeconds": "ten"}, "timeoutSeconds='ten': not allowed; allowed: an integer from 1 to 600"),
-    ({"cpuRequest": "lots"}, "cpuRequest='lots': not allowed; allowed: a positive Kubernetes quantity"),
+    ({"cpuRequest": "lots"}, "cpuRequest='lots': not allowed; allowed: a Kubernetes quantity of at least 0"),
+    ({"memoryLimit": "-1"}, "memoryLimit='-1': not allowed; allowed: a Kubernetes quantity of at least 0"),
     ({"cpuRequest": "2", "cpuLimit": "1"}, "cpuRequest='2': not allowed; allowed: at most cpuLimit (1)"),
     ({"memoryRequest": "1Gi", "memoryLimit": "512Mi"}, "memoryRequest='1Gi': not allowed; allowed: at most memoryLimit"),
     ({"autoscalingClass": "kpa"}, "autoscalingClass='kpa': not allowed; allowed: kpa.autoscaling.knative.dev or hpa.autoscaling.knative.dev"),
@@ -69,13 +70,15 @@ CASES: list[tuple[dict[str, Any], str]] = [
     ({"targetUtilizationPercentage": 101}, "targetUtilizationPercentage=101: not allowed; allowed: an integer from 1 to 100"),
     ({"minScale": -1}, "minScale=-1: not allowed; allowed: an integer from 0 to 2147483647"),
     ({"minScale": 3, "maxScale": 2}, "maxScale=2: not allowed; allowed: 0 (unbounded) or at least minScale (3)"),
-    ({"autoscalingClass": "hpa.autoscaling.knative.dev", "autoscalingMetric": "cpu"}, "minScale=0: not allowed; allowed: at least 1 with the hpa class"),
-    ({"initialScale": -1}, "initialScale=-1: not allowed; allowed: an integer from 0 to"),
-    ({"window": "5s"}, "window='5s': not allowed; allowed: a duration from 6s to 60m"),
-    ({"window": "2h"}, "window='2h': not allowed; allowed: a duration from 6s to 60m"),
-    ({"window": "soon"}, "window='soon': not allowed; allowed: a duration"),
+    ({"autoscalingClass": "hpa.autoscaling.knative.dev", "autoscalingMetric": ""}, "autoscalingMetric='': not allowed; allowed: cpu, memory or a custom metric's name with hpa"),
+    ({"initialScale": 0}, "initialScale=0: not allowed; allowed: an integer from 1 to"),
+    ({"window": "5s"}, "window='5s': not allowed; allowed: a whole number of seconds from 6s to 60m"),
+    ({"window": "2h"}, "window='2h': not allowed; allowed: a whole number of seconds from 6s to 60m"),
+    ({"window": "6.5s"}, "window='6.5s': not allowed; allowed: a whole number of seconds from 6s to 60m"),
+    ({"window": "soon"}, "window='soon': not allowed; allowed: a whole number of seconds"),
     ({"scaleToZeroRetention": "61m"}, "scaleToZeroRetention='61m': not allowed; allowed: a duration from 0s to 60m"),
-    ({"scaleDownDelay": "-1s"}, "scaleDownDelay='-1s': not allowed; allowed: a duration from 0s to 60m"),
+    ({"scaleDownDelay": "-1s"}, "scaleDownDelay='-1s': not allowed; allowed: a whole number of seconds from 0s to 60m"),
+    ({"scaleDownDelay": "1.5s"}, "scaleDownDelay='1.5s': not allowed; allowed: a whole number of seconds from 0s to 60m"),
     ({"panicWindowPercentage": 0}, "panicWindowPercentage=0: not allowed; allowed: an integer from 1 to 100"),
     ({"panicThresholdPercentage": 109}, "panicThresholdPercentage=109: not allowed; allowed: an integer from 110 to 1000"),
     ({"panicThresholdPercentage": 1001}, "panicThresholdPercentage=1001: not allowed; allowed: an integer from 110 to 1000"),
@@ -134,9 +137,13 @@ def test_durations(text: str, seconds: float | None) -> None:
     assert duration_seconds(text) == seconds
 
 
-@pytest.mark.parametrize(
-    ("text", "amount"),
-    [("500m", "0.5"), ("1", "1"), ("128Mi", str(128 * 2**20)), ("1G", str(10**9)), ("1x", None)],
-)
+QUANTITIES = [
+    ("500m", "0.5"), ("1", "1"), ("128Mi", str(128 * 2**20)), ("1G", str(10**9)),
+    ("1e3", "1000"), ("1.5E-3", "0.0015"), ("+2", "2"), ("-1", "-1"), ("250u", "0.00025"),
+    ("1x", None), ("Mi", None), ("1e", None), ("1Mie3", None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "amount"), QUANTITIES)
 def test_quantities(text: str, amount: str | None) -> None:
     assert quantity(text) == (Decimal(amount) if amount is not None else None)
