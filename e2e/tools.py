@@ -1,0 +1,212 @@
+"""`python -m e2e.tools`: build the pinned Go tools of the local control plane into build/bin.
+
+Each tool comes from a Go module under tools/ (go.mod and go.sum pin every version), built with
+the Go module proxy as the only source. A tool is rebuilt only when its pin changes: its stamp
+(build/bin/.stamps/NAME) records what it was built from. Every tool's version is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOLS = ROOT / "tools"
+# Where the tools are: build/bin, or TOOLS_BIN (a directory of tools built elsewhere).
+BIN = Path(os.environ.get("TOOLS_BIN") or ROOT / "build" / "bin")
+STAMPS = BIN / ".stamps"
+
+
+class ToolError(RuntimeError):
+    """A tool could not be built or located."""
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str  # the file in build/bin
+    module: str  # its Go module, a directory under tools/
+    package: str  # the main package built
+    source: str  # the upstream module whose version the tool is
+    version_args: tuple[str, ...] = ()  # arguments that make it print its version, if any
+
+
+TOOLS_LIST = (
+    Tool("etcd", "kubernetes", "go.etcd.io/etcd/server/v3", "go.etcd.io/etcd/server/v3",
+         ("--version",)),
+    Tool("kube-apiserver", "kubernetes", "k8s.io/kubernetes/cmd/kube-apiserver",
+         "k8s.io/kubernetes", ("--version",)),
+    Tool("kube-controller-manager", "kubernetes", "k8s.io/kubernetes/cmd/kube-controller-manager",
+         "k8s.io/kubernetes", ("--version",)),
+    Tool("kube-scheduler", "kubernetes", "k8s.io/kubernetes/cmd/kube-scheduler",
+         "k8s.io/kubernetes", ("--version",)),
+    Tool("kubectl", "kubernetes", "k8s.io/kubernetes/cmd/kubectl", "k8s.io/kubernetes",
+         ("version", "--client")),
+    Tool("knative-webhook", "knative", "knative.dev/serving/cmd/webhook", "knative.dev/serving"),
+    Tool("knative-controller", "knative", "knative.dev/serving/cmd/controller",
+         "knative.dev/serving"),
+    Tool("knative-autoscaler", "knative", "knative.dev/serving/cmd/autoscaler",
+         "knative.dev/serving"),
+    Tool("knative-activator", "knative", "knative.dev/serving/cmd/activator",
+         "knative.dev/serving"),
+    Tool("knative-queue", "knative", "knative.dev/serving/cmd/queue", "knative.dev/serving"),
+    Tool("pause", "pause", "myfirstserverlessapp/tools/pause", "myfirstserverlessapp/tools/pause"),
+)  # fmt: skip
+
+
+def go_env() -> dict[str, str]:
+    """Static binaries (no C toolchain needed; Go's own resolver reads /etc/hosts)."""
+    env = dict(os.environ, CGO_ENABLED="0")
+    env.setdefault("GOFLAGS", "")
+    env["GOFLAGS"] = f"{env['GOFLAGS']} -buildvcs=false".strip()
+    return env
+
+
+def _go(args: list[str], module: str) -> str:
+    if shutil.which("go") is None:
+        raise ToolError("go: not found; the Go toolchain builds the control plane's tools")
+    result = subprocess.run(
+        ["go", *args], cwd=TOOLS / module, env=go_env(), capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise ToolError(f"go {' '.join(args)} (tools/{module}): {result.stderr.strip()}")
+    return result.stdout
+
+
+@cache
+def module_info(module: str, path: str) -> dict[str, str]:
+    """`go list -m -json` of ``path`` as pinned by tools/MODULE: Version, Dir, Time..."""
+    info: dict[str, str] = json.loads(_go(["list", "-m", "-json", path], module))
+    return info
+
+
+def module_dir(module: str, path: str) -> Path:
+    """Where the module cache holds ``path`` at the version tools/MODULE pins (downloaded)."""
+    _go(["mod", "download", path], module)
+    directory = module_info(module, path).get("Dir")
+    if not directory:
+        raise ToolError(f"{path}: not in the module cache")
+    return Path(directory)
+
+
+def knative_release(module_version: str) -> str:
+    """Knative's release number of a knative.dev/serving module version: v0.N.P is 1.(N-27).P."""
+    match = re.fullmatch(r"v0\.(\d+)\.(\d+)", module_version)
+    if not match:
+        return module_version
+    return f"1.{int(match.group(1)) - 27}.{match.group(2)}"
+
+
+def _ldflags(tool: Tool) -> str:
+    flags = ["-s", "-w"]
+    if tool.source == "k8s.io/kubernetes":
+        # What Kubernetes' own build stamps (hack/lib/version.sh): Knative and kubectl check it.
+        info = module_info(tool.module, tool.source)
+        version = info["Version"]
+        major, minor = re.findall(r"\d+", version)[:2]
+        values = {
+            "gitVersion": version,
+            "gitMajor": major,
+            "gitMinor": minor,
+            "gitTreeState": "clean",
+            "buildDate": info.get("Time", "1970-01-01T00:00:00Z"),
+        }
+        for package in ("k8s.io/client-go/pkg/version", "k8s.io/component-base/version"):
+            flags += [f"-X {package}.{key}={value}" for key, value in values.items()]
+    return " ".join(flags)
+
+
+def _stamp(tool: Tool) -> str:
+    digest = hashlib.sha256()
+    for name in ("go.mod", "go.sum", "tools.go", "main.go"):
+        path = TOOLS / tool.module / name
+        if path.exists():
+            digest.update(name.encode() + b"\0" + path.read_bytes())
+    go_version = subprocess.run(
+        ["go", "env", "GOVERSION"], env=go_env(), capture_output=True, text=True, check=False
+    ).stdout.strip()
+    digest.update(f"{tool.package}\0{_ldflags(tool)}\0{go_version}".encode())
+    return digest.hexdigest()
+
+
+def version(tool: Tool) -> str:
+    """The built tool's version, as it prints it, else as its module pin says."""
+    path = BIN / tool.name
+    if tool.version_args:
+        result = subprocess.run(
+            [str(path), *tool.version_args], capture_output=True, text=True, check=False
+        )
+        lines = (result.stdout or result.stderr).strip().splitlines()
+        return lines[0] if lines else "?"
+    if tool.source == tool.package:
+        return "local"
+    pinned = module_info(tool.module, tool.source)["Version"]
+    if tool.source == "knative.dev/serving":
+        return f"{tool.source} {pinned} (Knative Serving {knative_release(pinned)})"
+    return f"{tool.source} {pinned}"
+
+
+def build(tool: Tool, *, force: bool = False) -> tuple[bool, float]:
+    """Build ``tool`` unless its stamp matches; returns (built, seconds)."""
+    stamp = _stamp(tool)
+    stamp_file = STAMPS / tool.name
+    target = BIN / tool.name
+    fresh = target.exists() and stamp_file.exists() and stamp_file.read_text() == stamp
+    if fresh and not force:
+        return False, 0.0
+    STAMPS.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    partial = target.with_name(f".{tool.name}.partial")
+    _go(["build", "-ldflags", _ldflags(tool), "-o", str(partial), tool.package], tool.module)
+    partial.replace(target)
+    stamp_file.write_text(stamp)
+    return True, time.monotonic() - started
+
+
+def ensure(names: list[str] | None = None, *, force: bool = False, out: bool = True) -> None:
+    """Build the named tools (all by default) as needed and print each one's version."""
+    wanted = [t for t in TOOLS_LIST if names is None or t.name in names]
+    for tool in wanted:
+        built, seconds = build(tool, force=force)
+        if out:
+            how = f"built in {seconds:.0f} s" if built else "up to date"
+            print(f"{tool.name:<24} {version(tool):<60} {how}", flush=True)
+
+
+def path(name: str) -> Path:
+    """build/bin/NAME, which must have been built (make tools)."""
+    target = BIN / name
+    if not target.exists():
+        raise ToolError(f"{name}: not built; run make tools")
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build the pinned Go tools into build/bin.")
+    parser.add_argument("names", nargs="*", help="tools to build (all by default)")
+    parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.names) - {t.name for t in TOOLS_LIST})
+    if unknown:
+        print(f"tools: unknown tool {unknown[0]}", file=sys.stderr)
+        return 2
+    try:
+        ensure(args.names or None, force=args.force)
+    except ToolError as error:
+        print(f"tools: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

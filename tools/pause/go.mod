@@ -1,0 +1,3 @@
+module myfirstserverlessapp/tools/pause
+
+go 1.26.0
