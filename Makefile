@@ -10,7 +10,7 @@ BASE_IMAGE ?= python:3.11-slim-bookworm
 
 STACK ?= bosun
 
-.PHONY: run test lint env image image-test manifests bench
+.PHONY: run test lint env image image-test manifests bench tools cluster-up cluster-down cluster-status e2e
 
 env:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
@@ -28,7 +28,7 @@ lint: env
 
 # The image checks need Docker and run under `make image-test`.
 test: lint
-	$(UV) run --no-sync pytest --ignore=tests/image
+	$(UV) run --no-sync pytest --ignore=tests/image --ignore=tests/e2e
 
 image:
 	$(DOCKER) build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) --tag $(IMAGE) .
@@ -46,3 +46,22 @@ bench: env
 	@UV_PROJECT_ENVIRONMENT=build/bench-venv $(UV) sync --frozen --no-default-groups --no-install-project --quiet
 	@command -v hey >/dev/null || echo "note: hey is not installed (apt-get install hey); latency and throughput rows are skipped"
 	$(UV) run --no-sync python -m benchmarks.run --python build/bench-venv/bin/python
+
+# The local control plane (e2e/): the pinned Go tools in build/bin (tools/*/go.mod), then a
+# Knative cluster on this machine (root; see the README's "Try it on the local control plane").
+tools: env
+	@$(UV) run --no-sync python -m e2e.tools
+
+cluster-up: tools
+	@$(UV) run --no-sync python -m e2e.cluster up
+
+cluster-down: env
+	@$(UV) run --no-sync python -m e2e.cluster down
+
+cluster-status: env
+	@$(UV) run --no-sync python -m e2e.cluster status
+
+# The end-to-end tests on the local control plane: a running cluster is used, else one is
+# started for the run and stopped after it.
+e2e: tools
+	$(UV) run --no-sync pytest tests/e2e
