@@ -1,0 +1,127 @@
+"""Helpers of the end-to-end tests: kubectl, docker and HTTP against the local control plane."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, TypeVar
+
+import httpx2 as httpx
+import yaml
+from lightkube import Client, KubeConfig
+
+from e2e import tools
+from e2e.cluster import POD_LABEL, docker_client
+
+ROOT = tools.ROOT
+BASE_IMAGE = "myfirstserverlessapp-ci-base:bookworm"  # .ci/base-image's, as CI names it
+T = TypeVar("T")
+
+
+@dataclass
+class Kube:
+    env: dict[str, str]
+    images: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def gateway(self) -> str:
+        return self.env["GATEWAY"]
+
+    @property
+    def registry(self) -> str:
+        return self.env["REGISTRY"]
+
+    @cached_property
+    def client(self) -> Client:
+        return Client(config=KubeConfig.from_file(self.env["KUBECONFIG"]), field_manager="e2e")
+
+    def run(
+        self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            list(args),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **self.env},
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(args[:3])}: {result.stderr.strip()}")
+        return result
+
+    def kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        return self.run(
+            str(tools.path("kubectl")), *args, stdin=stdin, check=check, timeout=timeout
+        )
+
+    def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run(docker_client(), *args, check=check, timeout=600)
+
+    def apply(self, documents: list[dict[str, Any]], *, dry_run: bool = False) -> Any:
+        """Server-side apply, as `kubectl apply --server-side`; returns what the server made."""
+        args = ["apply", "--server-side", "--field-manager=e2e", "-o", "json", "-f", "-"]
+        if dry_run:
+            args.append("--dry-run=server")
+        out = self.kubectl(*args, stdin=yaml.safe_dump_all(documents)).stdout
+        return json.loads(out)
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+
+    def wait_ready(self, name: str, namespace: str, timeout: float = 120) -> dict[str, Any]:
+        """The Knative Service once Ready for its current generation."""
+
+        def ready() -> dict[str, Any] | None:
+            service: dict[str, Any] = self.get("ksvc", name, "-n", namespace)
+            status = service.get("status", {})
+            current = status.get("observedGeneration") == service["metadata"]["generation"]
+            conditions = {c["type"]: c["status"] for c in status.get("conditions", [])}
+            return service if current and conditions.get("Ready") == "True" else None
+
+        return eventually(ready, timeout, f"ksvc {namespace}/{name} Ready")
+
+    def call(self, host: str, query: str = "in=10000&nap=0&processes=50") -> httpx.Response:
+        """GET /?QUERY through the gateway stand-in, with Host: HOST, as curl -H does."""
+        return httpx.get(f"http://{self.gateway}/?{query}", headers={"Host": host}, timeout=30)
+
+    def pod_containers(self) -> list[str]:
+        """Every container the kubelet stand-in runs: pod uid per container."""
+        out = self.docker("ps", "--filter", f"label={POD_LABEL}", "--format",
+                          f'{{{{.Label "{POD_LABEL}"}}}}').stdout  # fmt: skip
+        return out.split()
+
+
+def eventually(check: Callable[[], T | None], timeout: float, what: str) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result is not None and result is not False:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f} s: {what}")
+        time.sleep(0.2)
+
+
+def app_image_ref(kube: Kube) -> str:
+    """Build the Dockerfile on the CI base (made once per machine) and push it by digest."""
+    if "app" in kube.images:
+        return kube.images["app"]
+    if kube.docker("image", "inspect", BASE_IMAGE, check=False).returncode != 0:
+        kube.run("env", f"DOCKER={docker_client()}", str(ROOT / ".ci" / "base-image"), BASE_IMAGE,
+                 timeout=600)  # fmt: skip
+    tag = f"{kube.registry}/myfirstserverlessapp:e2e"
+    kube.docker("build", "--network", "host", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
+                "--tag", tag, str(ROOT))  # fmt: skip
+    pushed = kube.docker("push", tag).stdout
+    digest = next(word for word in pushed.split() if word.startswith("sha256:"))
+    kube.images["app"] = f"{kube.registry}/myfirstserverlessapp@{digest}"
+    return kube.images["app"]

@@ -1,0 +1,64 @@
+"""The local control plane's contract with its users: `make cluster-up` once, the env file, the
+gateway's address, and `status`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import httpx2 as httpx
+
+from e2e.cluster import ENV_FILE, KNATIVE_COMPONENTS
+from tests.e2e.kube import ROOT, Kube
+
+
+def cluster(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "e2e.cluster", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_second_cluster_up_says_so_and_exits_zero(kube: Kube) -> None:
+    again = cluster("up")
+    assert again.returncode == 0, again.stderr
+    assert "already running" in again.stdout
+    assert kube.kubectl("get", "--raw", "/readyz").stdout == "ok"
+
+
+def test_env_file_exports_what_clients_need(kube: Kube) -> None:
+    text = ENV_FILE.read_text()
+    assert text.startswith("export ")
+    exported = dict(pair.split("=", 1) for pair in text.split()[1:])
+    assert exported == kube.env
+    assert set(exported) == {"KUBECONFIG", "DOCKER_HOST", "REGISTRY", "GATEWAY"}
+    assert exported["REGISTRY"].startswith("127.0.0.1:")
+    assert exported["GATEWAY"].startswith("127.0.0.1:")
+    assert httpx.get(f"http://{exported['REGISTRY']}/v2/", timeout=5).status_code == 200
+    assert kube.docker("version").returncode == 0
+
+
+def test_istio_ingress_gateway_has_the_loopback_load_balancer(kube: Kube) -> None:
+    service = kube.get("service", "istio-ingressgateway", "-n", "istio-system")
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["status"]["loadBalancer"]["ingress"][0]["ip"] == "127.0.0.1"
+
+
+def test_status_lists_every_component_running(kube: Kube) -> None:
+    status = cluster("status")
+    assert status.returncode == 0, status.stdout
+    names = {line.split()[0] for line in status.stdout.splitlines()}
+    assert {f"knative-{name}" for name in KNATIVE_COMPONENTS} <= names
+    assert {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "dockerd",
+            "registry", "kubelet-standin", "gateway-standin"} <= names  # fmt: skip
+    assert "NOT RUNNING" not in status.stdout
+
+
+def test_knatives_components_are_registered_as_their_services(kube: Kube) -> None:
+    """Each Knative process answers behind its Service, as its pod would."""
+    activator = kube.get("endpoints", "activator-service", "-n", "knative-serving")
+    addresses = [a["ip"] for s in activator["subsets"] for a in s["addresses"]]
+    assert addresses == ["198.51.100.4"]
+    webhook = kube.get("mutatingwebhookconfiguration", "webhook.serving.knative.dev")
+    assert webhook["webhooks"][0]["clientConfig"]["service"]["name"] == "webhook"
+    assert webhook["webhooks"][0]["clientConfig"]["caBundle"]

@@ -1,0 +1,90 @@
+"""`make cluster-up` on bad input: one clear line naming the problem, a non-zero exit, and
+nothing left running. These start clusters of their own, so they run before the session's."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from e2e import netns, tools
+from e2e.cluster import RUN, STATE, Cluster
+from tests.e2e.kube import ROOT
+
+pytestmark = pytest.mark.skipif(
+    Cluster.running(), reason="a local cluster is running; these need the machine to themselves"
+)
+
+
+def up(**env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "e2e.cluster", "up"],
+        cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
+        check=False,
+    )  # fmt: skip
+
+
+def leftovers(*markers: str) -> list[str]:
+    """Processes whose command line names the tools, the cluster's state or a stand-in."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if any(m in cmdline for m in (*markers, str(tools.BIN), str(RUN), "e2e.kubelet",
+                                      "e2e.gateway", "docker-registry")):  # fmt: skip
+            found.append(cmdline)
+    return found
+
+
+def assert_nothing_left(*markers: str) -> None:
+    assert leftovers(*markers) == []
+    assert not STATE.exists()
+    assert netns.owned() == []
+    assert netns.ip("link", "show", netns.BRIDGE, check=False).returncode != 0
+
+
+def test_port_in_use_is_named_and_nothing_starts() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = up(GATEWAY_PORT=str(port))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"cluster: gateway: port 127.0.0.1:{port} is in use"]
+    assert_nothing_left()
+
+
+def test_missing_tool_is_named(tmp_path: Path) -> None:
+    result = up(TOOLS_BIN=str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["cluster: etcd: not built; run make tools"]
+    assert_nothing_left()
+
+
+def test_component_that_dies_while_starting_is_named_and_everything_stops(
+    tmp_path: Path,
+) -> None:
+    for tool in tools.TOOLS_LIST:
+        (tmp_path / tool.name).symlink_to(tools.path(tool.name))
+    broken = tmp_path / "knative-controller"
+    broken.unlink()
+    broken.write_text("#!/bin/sh\necho 'controller: cannot start' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    result = up(TOOLS_BIN=str(tmp_path))
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(
+        "cluster: knative-controller exited with code 3 while starting: controller: cannot start"
+    )
+    # The components before it were up: every one of them is stopped again.
+    assert "knative install" in result.stdout
+    assert_nothing_left(str(tmp_path))

@@ -1,0 +1,91 @@
+"""A Knative Service on the local control plane, as a user deploys it: kubectl apply of
+`make manifests`, Ready from Knative's controller, requests through the gateway by Host header,
+a traffic split between two revisions, and deletion."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from infra.config import stack_values
+from infra.render import render
+from tests.e2e.kube import Kube, eventually
+
+NAME, NAMESPACE = "myfirstserverlessapp", "hackathon-pi-knative"
+HOST = f"{NAME}.{NAMESPACE}.example.com"
+LINES = (
+    "Method A calculated the highest prime below 10000 as 9973",
+    "Method B napped for 0 seconds",
+    "Method C calculated pi as 3.161199 using 50 processes",
+)
+
+
+def manifests(image: str, **overrides: Any) -> list[dict[str, Any]]:
+    """`make manifests` of the bosun stack with ``overrides``, the image pinned by digest."""
+    return list(yaml.safe_load_all(render({**stack_values("bosun"), **overrides}, image)))
+
+
+@pytest.fixture(scope="module")
+def bosun(kube: Kube, app_image: str) -> Iterator[dict[str, Any]]:
+    kube.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(manifests(app_image)))
+    yield kube.wait_ready(NAME, NAMESPACE)
+    kube.kubectl(
+        "delete", "namespace", NAMESPACE, "--ignore-not-found", "--timeout=120s", timeout=150
+    )
+
+
+def test_applied_service_becomes_ready_with_its_route_host(bosun: dict[str, Any]) -> None:
+    assert bosun["status"]["url"] == f"http://{HOST}"
+    assert bosun["status"]["latestReadyRevisionName"] == f"{NAME}-00001"
+
+
+def test_request_through_the_gateway_answers_the_original_lines(
+    kube: Kube, bosun: dict[str, Any]
+) -> None:
+    response = kube.call(HOST)
+    assert response.status_code == 200, response.text
+    assert response.text.rstrip().splitlines()[-3:] == list(LINES)
+    assert response.headers["k-revision"] == f"{NAME}-00001"
+
+
+def test_unknown_host_is_not_routed(kube: Kube, bosun: dict[str, Any]) -> None:
+    assert kube.call(f"nothing.{NAMESPACE}.example.com").status_code == 404
+
+
+def test_traffic_split_reaches_both_revisions_in_proportion(
+    kube: Kube, app_image: str, bosun: dict[str, Any]
+) -> None:
+    first = bosun["status"]["latestReadyRevisionName"]
+    split = manifests(app_image, colour="red", traffic=[f"{first}:50", "latest:50"])
+    kube.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(split))
+    service = kube.wait_ready(NAME, NAMESPACE)
+    second = service["status"]["latestReadyRevisionName"]
+    assert second != first
+    assert {(t["revisionName"], t["percent"]) for t in service["status"]["traffic"]} == {
+        (first, 50),
+        (second, 50),
+    }
+    requests = 200
+    served = Counter(kube.call(HOST).headers["k-revision"] for _ in range(requests))
+    # Binomial(200, 0.5): 100 +- 7 per standard deviation; 60..140 is more than 5 of them.
+    assert set(served) == {first, second}
+    assert all(60 <= count <= 140 for count in served.values()), served
+
+
+def test_deleting_the_service_removes_its_revisions_containers(
+    kube: Kube, bosun: dict[str, Any]
+) -> None:
+    pods = kube.get("pods", "-n", NAMESPACE, "-l", f"serving.knative.dev/service={NAME}")
+    uids = {pod["metadata"]["uid"] for pod in pods["items"]}
+    assert uids, "the service runs no pod"
+    assert uids <= set(kube.pod_containers())
+    kube.kubectl("delete", "ksvc", NAME, "-n", NAMESPACE, "--wait=true", timeout=180)
+    eventually(
+        lambda: not uids & set(kube.pod_containers()), 180, "the revisions' containers removed"
+    )
+    remaining = kube.get("revisions", "-n", NAMESPACE)["items"]
+    assert remaining == []
