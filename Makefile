@@ -36,9 +36,10 @@ image:
 image-test: env image
 	IMAGE=$(IMAGE) BASE_IMAGE=$(BASE_IMAGE) DOCKER=$(DOCKER) $(UV) run --no-sync pytest tests/image
 
-# The Namespace and Knative Service of a stack as YAML, for kubectl (STACK=bosun by default).
+# The Namespace and Knative Service of a stack as YAML, for kubectl (STACK=bosun by default;
+# IMAGE_REF=repo@sha256:... deploys that image).
 manifests: env
-	@$(UV) run --no-sync python -m infra.render --stack $(STACK)
+	@$(UV) run --no-sync python -m infra.render --stack $(STACK) $(if $(IMAGE_REF),--image $(IMAGE_REF))
 
 # Benchmarks: the apps run in a venv with the image's runtime dependencies only (build/bench-venv),
 # the harness in the dev environment. Load comes from Debian's hey (apt-get install hey).

@@ -657,6 +657,13 @@ class Cluster:
                 )
             elif name == "config-domain":
                 data[DOMAIN] = ""
+            elif name == "config-autoscaler":
+                # Before scaling to zero, Knative's autoscaler probes the revision's Service by
+                # its cluster DNS name to see the activator in the path; with no cluster DNS and
+                # no kube-proxy here that probe cannot pass. -1 keeps the activator in the path
+                # always, and Knative then skips the probe (kpa/scaler.go). The bosun stack's
+                # target of 1 keeps the activator in the path under the default (200) anyway.
+                data["target-burst-capacity"] = "-1"
         # Istio's ingress gateway Services, as an Istio install makes them (net-istio routes to
         # them); the gateway stand-in is what answers for them.
         docs += [
@@ -800,6 +807,7 @@ class Cluster:
                 f"--node-name={NODE_NAME}",
                 f"--pause-image={PAUSE_IMAGE}",
                 f"--state={STATE / 'kubelet'}",
+                f"--pod-logs={LOGS / 'pods'}",
                 f"--version={tools.module_info('kubernetes', 'k8s.io/kubernetes')['Version']}",
             ],
         )

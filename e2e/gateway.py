@@ -28,6 +28,7 @@ import logging
 import random
 import signal
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -253,6 +254,15 @@ class Gateway:
         return web.Response(status=404)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        started = time.monotonic()
+        response = await self._handle(request)
+        LOG.info(
+            '"%s %s" %s %s %.3f s', request.method, request.path_qs, request.host,
+            response.status, time.monotonic() - started,
+        )  # fmt: skip
+        return response
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         matched = self.match(request)
         if isinstance(matched, web.Response):
             return matched
@@ -360,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     host, _, port = args.listen.rpartition(":")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # a line per API request otherwise
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # handle() logs each request
     try:
         asyncio.run(_main(args.kubeconfig, host, int(port)))
     except (ApiError, OSError) as error:

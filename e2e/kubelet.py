@@ -150,6 +150,8 @@ class PodWorker:
         except (DockerError, netns.NetworkError) as error:
             LOG.warning("pod %s/%s: %s", self.namespace, self.name, error)
             self.failed = ("FailedCreatePodSandBox", str(error)[:500])
+        else:
+            LOG.info("pod %s/%s: started at %s", self.namespace, self.name, self.address)
         await self.report()
 
     async def _sandbox(self) -> None:
@@ -336,13 +338,21 @@ class PodWorker:
         grace = int(
             deletion if deletion is not None else self.spec.get("terminationGracePeriodSeconds", 30)
         )
-        deadline = asyncio.get_running_loop().time() + grace
-        await asyncio.gather(*(self._stop(s, deadline) for s in self.containers.values()))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        LOG.info("pod %s/%s: terminating, grace period %d s", self.namespace, self.name, grace)
+        await asyncio.gather(*(self._stop(s, started + grace) for s in self.containers.values()))
         await self.remove()
-        with contextlib.suppress(ApiError):
+        try:
             await self.kubelet.client.delete(
                 Pod, self.name, namespace=self.namespace, grace_period=0
             )
+        except ApiError as error:
+            LOG.warning("pod %s/%s: not deleted: %s", self.namespace, self.name,
+                        error.status.message)  # fmt: skip
+        LOG.info(
+            "pod %s/%s: terminated in %.1f s", self.namespace, self.name, loop.time() - started
+        )
 
     async def _stop(self, state: ContainerState, deadline: float) -> None:
         if not state.docker_id:
@@ -373,10 +383,22 @@ class PodWorker:
             "ps", "-aq", "--filter", f"label={POD_LABEL}={self.uid}"
         )
         if code == 0 and out:
+            await self._keep_logs()
             await self.kubelet.docker("rm", "--force", *out.split())
         await asyncio.to_thread(netns.delete, self.netns)
         self.kubelet.release(self.address)
         shutil.rmtree(self.volumes.parent, ignore_errors=True)
+
+    async def _keep_logs(self) -> None:
+        """Each container's output, kept after the pod is gone (the kubelet's /var/log/pods)."""
+        if self.kubelet.logs is None:
+            return
+        self.kubelet.logs.mkdir(parents=True, exist_ok=True)
+        for state in self.containers.values():
+            if state.docker_id:
+                _, out, err = await self.kubelet.docker("logs", state.docker_id)
+                name = f"{self.namespace}_{self.name}_{state.name}.log"
+                (self.kubelet.logs / name).write_text(out + ("\n" if out else "") + err)
 
     # -- the container's configuration -----------------------------------------------------------
 
@@ -671,9 +693,11 @@ class Kubelet:
         pause_image: str,
         state: Path,
         version: str,
+        logs: Path | None = None,
     ) -> None:
         self.client = client
         self.kubelet_version = version  # the control plane's: no version skew to account for
+        self.logs = logs
         self.docker = docker
         self.node_name = node_name
         self.pause_image = pause_image
@@ -908,6 +932,7 @@ async def _main(args: argparse.Namespace) -> None:
         pause_image=args.pause_image,
         state=Path(args.state),
         version=args.version,
+        logs=Path(args.pod_logs) if args.pod_logs else None,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -932,6 +957,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pause-image", required=True)
     parser.add_argument("--state", required=True)
     parser.add_argument("--version", required=True, help="the version the Node reports")
+    parser.add_argument("--pod-logs", help="where to keep removed containers' output")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # a line per API request otherwise

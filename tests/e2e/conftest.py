@@ -11,12 +11,17 @@ from tests.e2e.kube import Kube, app_image_ref
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test here `cluster`; the harness's own fault tests go first, before the
-    session's cluster exists (they start clusters of their own that must fail)."""
+    """Mark every test here `cluster`, and run the modules in ORDER: the harness's own fault
+    tests first, before the session's cluster exists (they start clusters of their own that
+    must fail); the webhook's dry runs before the services that leave namespaces terminating
+    (a namespace holding pods takes minutes to go: pods drain for 30 s, and the namespace
+    controller backs off while it waits)."""
     for item in items:
-        if "tests/e2e/" in item.nodeid or item.nodeid.startswith("tests/e2e"):
-            item.add_marker(pytest.mark.cluster)
-    items.sort(key=lambda item: "test_harness_faults" not in item.nodeid)
+        item.add_marker(pytest.mark.cluster)
+    items.sort(key=lambda item: next((i for i, m in enumerate(ORDER) if m in item.nodeid), 99))
+
+
+ORDER = ("test_harness_faults", "test_harness.py", "test_webhook", "test_serving")
 
 
 @pytest.fixture(scope="session")

@@ -33,9 +33,7 @@ def manifests(image: str, **overrides: Any) -> list[dict[str, Any]]:
 def bosun(kube: Kube, app_image: str) -> Iterator[dict[str, Any]]:
     kube.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(manifests(app_image)))
     yield kube.wait_ready(NAME, NAMESPACE)
-    kube.kubectl(
-        "delete", "namespace", NAMESPACE, "--ignore-not-found", "--timeout=120s", timeout=150
-    )
+    kube.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=false")
 
 
 def test_applied_service_becomes_ready_with_its_route_host(bosun: dict[str, Any]) -> None:
@@ -74,6 +72,29 @@ def test_traffic_split_reaches_both_revisions_in_proportion(
     # Binomial(200, 0.5): 100 +- 7 per standard deviation; 60..140 is more than 5 of them.
     assert set(served) == {first, second}
     assert all(60 <= count <= 140 for count in served.values()), served
+
+
+def test_scales_to_zero_when_idle_and_back_through_the_activator(
+    kube: Kube, app_image: str
+) -> None:
+    namespace = "scale-to-zero"
+    documents = manifests(app_image, namespace=namespace, window="6s")
+    kube.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(documents))
+    try:
+        kube.wait_ready(NAME, namespace)
+        selector = f"serving.knative.dev/service={NAME}"
+
+        def pods() -> list[Any]:
+            return list(kube.get("pods", "-n", namespace, "-l", selector)["items"])
+
+        # A 6 s window, then the cluster's 30 s scale-to-zero grace period, then termination.
+        eventually(lambda: not pods(), 180, "no pod left once idle")
+        response = kube.call(f"{NAME}.{namespace}.example.com")
+        assert response.status_code == 200, response.text
+        assert response.text.rstrip().splitlines()[-3:] == list(LINES)
+        assert pods(), "the request was answered without a pod"
+    finally:
+        kube.kubectl("delete", "namespace", namespace, "--wait=false")
 
 
 def test_deleting_the_service_removes_its_revisions_containers(
