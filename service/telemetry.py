@@ -108,28 +108,26 @@ class DropWhileBackingOff(BatchSpanProcessor):
             super().on_end(span)
 
 
-class _OncePerMessage(logging.Filter):
-    """Lets each distinct message template of the SDK's exporting thread through once."""
+class _FirstWarningOnly(logging.Filter):
+    """Lets a logger's first warning through, then raises the logger to ERROR.
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._seen: set[str] = set()
+    The SDK's batch processor warns for every span dropped from a full queue (its only warning);
+    once the level is raised, later ones are not even formatted, which a filter alone would not
+    spare: a log record per span is a cost every request feels while the collector hangs.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = str(record.msg)
-        if key in self._seen:
-            return False
-        self._seen.add(key)
+        if record.levelno == logging.WARNING:
+            logging.getLogger(record.name).setLevel(logging.ERROR)
         return True
 
 
 def _quiet_sdk_loggers() -> None:
     # The Zipkin exporter logs every failed batch; ReportingExporter reports the problem once.
     logging.getLogger("opentelemetry.exporter.zipkin.json").setLevel(logging.CRITICAL)
-    # The batch processor warns for every span dropped from a full queue: once is enough.
     sdk = logging.getLogger("opentelemetry.sdk._shared_internal")
-    if not any(isinstance(f, _OncePerMessage) for f in sdk.filters):
-        sdk.addFilter(_OncePerMessage())
+    if not any(isinstance(f, _FirstWarningOnly) for f in sdk.filters):
+        sdk.addFilter(_FirstWarningOnly())
 
 
 def configure_propagation() -> None:
