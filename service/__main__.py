@@ -1,7 +1,7 @@
 """``python -m service``: read settings, set up telemetry, serve until SIGTERM, then drain.
 
-On SIGTERM (Knative's shutdown) the server stops accepting connections, /readyz answers 503,
-in-flight requests finish, spans are flushed and the process exits 0.
+On SIGTERM (Knative's shutdown) the server stops accepting connections (so readiness probes
+fail), in-flight requests finish, spans are flushed and the process exits 0.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ gc.disable()
 import logging  # noqa: E402 (after gc.disable, on purpose)
 import signal  # noqa: E402
 import sys  # noqa: E402
-from collections.abc import Callable  # noqa: E402
 from types import FrameType  # noqa: E402
 
 import uvicorn  # noqa: E402
@@ -29,18 +28,6 @@ EXIT_BAD_SETTINGS = 2
 EXIT_STARTUP_FAILURE = 3
 
 log = logging.getLogger("service")
-
-
-class _DrainingServer(uvicorn.Server):
-    """A uvicorn server that tells the app when shutdown starts, so readiness fails at once."""
-
-    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
-        super().__init__(config)
-        self._on_exit = on_exit
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self._on_exit()
-        super().handle_exit(sig, frame)
 
 
 def _ignore(sig: int, frame: FrameType | None) -> None:
@@ -63,9 +50,6 @@ def main() -> int:
     provider = build_tracer_provider(settings)
     app = create_app(settings, provider)
 
-    def drain() -> None:
-        app.state.endpoints.draining = True
-
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -76,7 +60,7 @@ def main() -> int:
         log_level=settings.log_level,
         server_header=False,
     )
-    server = _DrainingServer(config, on_exit=drain)
+    server = uvicorn.Server(config)
     # What start-up made lives as long as the process: keep it out of every later collection
     # (shorter pauses under load), then collect as usual.
     gc.freeze()

@@ -86,7 +86,6 @@ class _Endpoints:
         self.lifting = lifting
         self.metrics = metrics
         self.limits = Limits(max_in=settings.max_in, max_processes=settings.max_processes)
-        self.draining = False
 
     async def home(self, request: Request) -> Response:
         pairs = request.query_params.multi_items()
@@ -108,8 +107,8 @@ class _Endpoints:
         return PlainTextResponse("ok\n")
 
     async def readyz(self, request: Request) -> Response:
-        if self.draining:
-            return PlainTextResponse("shutting down\n", status_code=503)
+        # Once shutdown starts the server takes no new connection: a probe is refused, which
+        # fails readiness as a 503 would (no probe could ever see one).
         return PlainTextResponse("ready\n")
 
     async def prometheus(self, request: Request) -> Response:
@@ -117,7 +116,7 @@ class _Endpoints:
 
 
 def create_app(settings: Settings, tracer_provider: TracerProvider) -> Starlette:
-    """Build the app. ``app.state.endpoints.draining = True`` makes /readyz fail (on SIGTERM)."""
+    """Build the app: the heavy-lifting route, health, readiness and metrics."""
     metrics = Metrics()
     lifting = Lifting(
         tracer_provider.get_tracer("service.lifting"), metrics, workers=settings.pi_workers

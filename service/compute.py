@@ -6,6 +6,7 @@ Method B (the nap) is only a sleep and lives with the delegation chain in ``lift
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from itertools import chain, pairwise, repeat
 from operator import truediv
 
@@ -88,38 +89,95 @@ def highest_prime_below(n: int) -> int:
     return candidate
 
 
-# fsum over a C iterator holds the GIL for its whole length: summing in blocks of this many
-# terms lets the event loop thread in every millisecond or so.
+# The terms are summed in blocks, each block's sum correctly rounded (math.fsum), and the blocks
+# sit at fixed places: the first _FIRST_BLOCK terms, then _BLOCK terms at a time. So the sums
+# are the same bits however many workers share the blocks and whichever pool runs them; and a
+# block is short enough for fsum over a C iterator, which holds the GIL, to let the event loop
+# thread in every millisecond or so. The first terms carry nearly all of the sum's magnitude:
+# summed apart, their rounding error is cheap to take back exactly (leibniz_sum).
+_FIRST_BLOCK = 64
 _BLOCK = 16_384
 
 
-def _leibniz_block(start: int, stop: int) -> float:
+def _terms(start: int, stop: int) -> Iterator[float]:
+    """The Leibniz terms 4(-1)^k/(2k+1) for start <= k < stop (positive ones, then negative)."""
     first_even = start + (start % 2)
     first_odd = start + 1 - (start % 2)
     positive = map(truediv, repeat(4.0), range(2 * first_even + 1, 2 * stop + 1, 4))
     negative = map(truediv, repeat(-4.0), range(2 * first_odd + 1, 2 * stop + 1, 4))
-    return math.fsum(chain(positive, negative))
+    return chain(positive, negative)
 
 
-def leibniz_chunk(start: int, stop: int) -> float:
-    """Sum of the Leibniz terms 4(-1)^k/(2k+1) for start <= k < stop."""
-    return math.fsum([_leibniz_block(a, min(a + _BLOCK, stop)) for a in range(start, stop, _BLOCK)])
+def _block_bounds(start: int, stop: int) -> list[range]:
+    """The blocks from ``start`` (0, or where a block starts) to ``stop``. A sum of at most
+    _BLOCK terms is one block: fsum gives it exactly, with nothing to take back."""
+    if start == 0 and stop <= _BLOCK:
+        return [range(0, stop)]
+    blocks = []
+    while start < stop:
+        end = _FIRST_BLOCK if start == 0 else start + _BLOCK
+        blocks.append(range(start, min(end, stop)))
+        start = end
+    return blocks
+
+
+def leibniz_blocks(start: int, stop: int) -> list[float]:
+    """The correctly rounded sum of each block of terms from ``start`` to ``stop``, where
+    ``start`` is where a block starts (as for every range of ``leibniz_chunks``)."""
+    return [math.fsum(_terms(b.start, b.stop)) for b in _block_bounds(start, stop)]
 
 
 def leibniz_chunks(processes: int, workers: int, min_chunk: int = 50_000) -> list[range]:
-    """Split the processes+1 terms of method C into at most ``workers`` contiguous ranges.
+    """Split the processes+1 terms of method C into at most ``workers`` contiguous ranges of
+    whole blocks.
 
     Small sums stay in one range: a worker costs more than summing a few thousand terms.
     """
     terms = processes + 1
-    count = max(1, min(workers, terms // min_chunk))
-    size, extra = divmod(terms, count)
-    bounds = [0]
+    blocks = _block_bounds(0, terms)
+    count = max(1, min(workers, terms // min_chunk, len(blocks)))
+    size, extra = divmod(len(blocks), count)
+    edges = [0]
     for i in range(count):
-        bounds.append(bounds[-1] + size + (1 if i < extra else 0))
-    return [range(a, b) for a, b in pairwise(bounds)]
+        edges.append(edges[-1] + size + (1 if i < extra else 0))
+    return [range(blocks[a].start, blocks[b - 1].stop) for a, b in pairwise(edges)]
+
+
+def leibniz_sum(processes: int, sums: list[float]) -> float:
+    """Method C's result, math.fsum of all its terms, from the sum of each block (in order).
+
+    fsum of the block sums is within one ulp of it; it is exactly it when the block sums'
+    rounding errors cannot move the total across a rounding boundary. Each block's error is at
+    most half an ulp of its sum, tiny but for the first block, whose remainder is added back
+    exactly. Where the bound still leaves the total undecided (about one sum in a hundred), the
+    remainders of the blocks that can be furthest off are added too, one block, then two, four
+    and so on, until it is decided: a block or two of extra work where it is needed at all.
+    """
+    blocks = _block_bounds(0, processes + 1)
+    parts = [[s] for s in sums]  # each block's sum, then the remainders added back
+    refine = [0] if len(parts) > 1 else []
+    batch = 1
+    while True:
+        for b in refine:
+            parts[b].append(math.fsum(chain(_terms(blocks[b].start, blocks[b].stop),
+                                            (-p for p in parts[b]))))  # fmt: skip
+        flat = [p for block in parts for p in block]
+        total = math.fsum(flat)
+        # The blocks whose last part is not exact, and how far off all of them can be.
+        open_ = [b for b, block in enumerate(parts) if len(block) == 1 or block[-1] != 0]
+        if not open_ or len(parts) == 1:
+            return total  # the parts are exact: fsum rounds their sum correctly
+        off = math.fsum([*flat, -total])  # the parts' sum minus the total
+        slack = (math.ulp(off) + sum(math.ulp(parts[b][-1]) for b in open_)) / 2
+        below = (total - math.nextafter(total, -math.inf)) / 2
+        above = (math.nextafter(total, math.inf) - total) / 2
+        if -below < off - slack and off + slack < above:
+            return total  # the exact sum of the terms rounds to it too
+        refine = sorted(open_, key=lambda b: math.ulp(parts[b][-1]), reverse=True)[:batch]
+        batch *= 2
 
 
 def leibniz_pi(processes: int, workers: int = 1) -> float:
     """Method C computed in one thread: the (processes+1)-term Leibniz partial sum."""
-    return math.fsum(leibniz_chunk(r.start, r.stop) for r in leibniz_chunks(processes, workers))
+    chunks = leibniz_chunks(processes, workers)
+    return leibniz_sum(processes, [s for c in chunks for s in leibniz_blocks(c.start, c.stop)])

@@ -7,7 +7,7 @@ wrapped in nested spans.
 from __future__ import annotations
 
 import asyncio
-import math
+import logging
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -21,11 +21,12 @@ from opentelemetry.trace import Span, Tracer
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
 
-from service.compute import highest_prime_below, leibniz_chunk, leibniz_chunks
+from service.compute import highest_prime_below, leibniz_blocks, leibniz_chunks, leibniz_sum
 from service.metrics import Metrics
 from service.params import Query
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 _INT64_MAX = 2**63 - 1
 # Where each method's CPU work runs. Handing work to a thread costs a request about 0.15 ms, so
 # work known to take less than about 0.1 ms runs on the event loop: method A below 2^32 (at most
@@ -101,7 +102,33 @@ class Lifting:
         if self._processes is not None:
             self._processes.shutdown(wait=True)
 
-    async def _offload(self, fn: Callable[..., T], *args: int, pool: Executor | None = None) -> T:
+    async def _sum_in(self, pool: Executor, chunks: list[range]) -> list[list[float]]:
+        return await asyncio.gather(
+            *(self._offload(leibniz_blocks, c.start, c.stop, pool=pool) for c in chunks)
+        )
+
+    async def _sum_in_processes(self, chunks: list[range]) -> list[list[float]]:
+        """The chunks in worker processes. A worker that died (killed, out of memory) breaks the
+        whole pool for good: a new pool is started and the sum tried once more."""
+        from concurrent.futures.process import BrokenProcessPool  # noqa: PLC0415
+
+        pool = await self._process_pool()
+        try:
+            return await self._sum_in(pool, chunks)
+        except BrokenProcessPool:
+            log.warning("a worker process of method C died; starting new workers")
+            await self._replace_processes(pool)
+            return await self._sum_in(await self._process_pool(), chunks)
+
+    async def _replace_processes(self, broken: ProcessPoolExecutor) -> None:
+        async with self._processes_lock:
+            if self._processes is broken:  # not already replaced by a concurrent request
+                self._processes = None
+                broken.shutdown(wait=False, cancel_futures=True)
+
+    async def _offload(
+        self, fn: Callable[..., T], *args: object, pool: Executor | None = None
+    ) -> T:
         executor = pool or self._threads
         return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
 
@@ -157,15 +184,15 @@ class Lifting:
             started = time.perf_counter()
             chunks = leibniz_chunks(processes, self._workers)
             if processes < INLINE_TERMS:
-                partials = [leibniz_chunk(c.start, c.stop) for c in chunks]
+                outcome.pi = leibniz_sum(processes, leibniz_blocks(0, processes + 1))
             else:
-                pool = (
-                    await self._process_pool() if processes >= PROCESS_THRESHOLD else self._threads
-                )
-                partials = await asyncio.gather(
-                    *(self._offload(leibniz_chunk, c.start, c.stop, pool=pool) for c in chunks)
-                )
-            outcome.pi = math.fsum(partials)
+                if processes < PROCESS_THRESHOLD:
+                    per_chunk = await self._sum_in(self._threads, chunks)
+                else:
+                    per_chunk = await self._sum_in_processes(chunks)
+                sums = [s for chunk in per_chunk for s in chunk]
+                # Usually a few microseconds; a block or two more where a sum needs them.
+                outcome.pi = await self._offload(leibniz_sum, processes, sums)
             outcome.workers = len(chunks)
             self._timed("heavyweightMethodC", outcome, started)
             span.set_attribute("app.pi", outcome.pi)

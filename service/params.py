@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 from service.settings import MAX_NAP
 
-_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+# A plain decimal integer: ASCII digits, a leading minus at most. No plus sign, no spaces, no
+# other digits or separators.
+_INTEGER = re.compile(r"(-?)([0-9]+)", re.ASCII)
 _ECHO_LIMIT = 40
 FORMATS = ("text", "html", "json")
 
@@ -38,7 +40,7 @@ class Limits:
     max_processes: int
 
     def ranges(self) -> dict[str, tuple[int, int]]:
-        return {"in": (3, self.max_in), "nap": (0, MAX_NAP), "processes": (1, self.max_processes)}
+        return {"in": (3, self.max_in), "nap": (0, MAX_NAP), "processes": (0, self.max_processes)}
 
 
 def _echo(raw: str) -> str:
@@ -49,14 +51,19 @@ def _echo(raw: str) -> str:
 
 
 def _integer(name: str, raw: str, low: int, high: int) -> int:
+    """``raw`` as an integer from ``low`` (at least 0) to ``high``, for any length of ``raw``."""
     allowed = f"an integer from {low} to {high}"
-    if not _INTEGER.fullmatch(raw):
+    match = _INTEGER.fullmatch(raw)
+    if not match:
         raise ParameterError(name, f"got {_echo(raw)}, which is not an integer", allowed)
-    digits = raw.lstrip("+-").lstrip("0") or "0"
-    # Compare lengths before converting: a 5000-digit value never reaches int().
-    if len(digits) > len(str(high)) or int(raw) > high:
+    sign, digits = match.group(1), match.group(2).lstrip("0") or "0"
+    # Measure before converting: int() refuses more than 4300 digits, and a value longer than
+    # the bound is out of range whatever its digits are.
+    if sign and digits != "0":
+        raise ParameterError(name, f"got {_echo(raw)}, which is too small", allowed)
+    if len(digits) > len(str(high)) or int(digits) > high:
         raise ParameterError(name, f"got {_echo(raw)}, which is too large", allowed)
-    value = int(raw)
+    value = int(digits)
     if value < low:
         raise ParameterError(name, f"got {_echo(raw)}, which is too small", allowed)
     return value
@@ -93,5 +100,5 @@ def parse_query(pairs: Iterable[tuple[str, str]], limits: Limits) -> Query | Non
         raw = _single(pairs, name, allowed)
         if raw is None:
             raise ParameterError(name, "missing", allowed)
-        values[name] = _integer(name, raw.strip(), low, high)
+        values[name] = _integer(name, raw, low, high)
     return Query(in_=values["in"], nap=values["nap"], processes=values["processes"])

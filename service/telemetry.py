@@ -122,6 +122,36 @@ class _FirstWarningOnly(logging.Filter):
         return True
 
 
+class _OncePerProblem(logging.Filter):
+    """Lets each distinct problem (message template) through once, its arguments cut short.
+
+    The baggage propagator warns about a malformed ``baggage`` header with the header in the
+    message: any client could otherwise write tens of kilobytes to the log on every request.
+    """
+
+    LIMIT = 100
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        problem = str(record.msg)
+        if problem in self._seen:
+            return False
+        self._seen.add(problem)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_cut(arg, self.LIMIT) for arg in record.args)
+        record.msg = f"{problem} (logged once)"
+        return True
+
+
+def _cut(value: object, limit: int) -> object:
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]}... ({len(value)} characters)"
+    return value
+
+
 def _quiet_sdk_loggers() -> None:
     # The Zipkin exporter logs every failed batch; ReportingExporter reports the problem once.
     logging.getLogger("opentelemetry.exporter.zipkin.json").setLevel(logging.CRITICAL)
@@ -134,8 +164,12 @@ def configure_propagation() -> None:
     """Accept and emit W3C tracecontext + baggage and B3 (single and multi header).
 
     Knative's proxies pass W3C traceparent, Istio's Envoy uses B3. OTEL_PROPAGATORS, when set,
-    wins: the SDK has already applied it.
+    wins: the SDK has already applied it. A malformed baggage header is logged once per kind of
+    problem, cut short.
     """
+    baggage = logging.getLogger("opentelemetry.baggage.propagation")
+    if not any(isinstance(f, _OncePerProblem) for f in baggage.filters):
+        baggage.addFilter(_OncePerProblem())
     if os.environ.get("OTEL_PROPAGATORS"):
         return
     propagate.set_global_textmap(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -14,12 +15,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import chain, repeat
+from operator import truediv
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def leibniz_reference(processes: int) -> float:
+    """math.fsum of all processes+1 Leibniz terms at once: method C's correctly rounded sum."""
+    terms = 2 * processes + 2
+    positive = map(truediv, repeat(4.0), range(1, terms, 4))
+    negative = map(truediv, repeat(-4.0), range(3, terms, 4))
+    return math.fsum(chain(positive, negative))
 
 
 def free_port() -> int:
@@ -86,6 +97,27 @@ def wait_ready(running: RunningService, timeout: float) -> None:
     raise RuntimeError("service did not become healthy in time")
 
 
+def wait_in_flight(url: str, count: int, seconds: float = 20) -> None:
+    """Until the service at ``url`` reports ``count`` requests in flight."""
+    gauge = f"myfirstserverlessapp_requests_in_flight {count}.0"
+    deadline = time.monotonic() + seconds
+    while gauge not in httpx.get(f"{url}/metrics").text:
+        assert time.monotonic() < deadline, f"{count} requests never were in flight"
+        time.sleep(0.02)
+
+
+def refused_within(url: str, seconds: float) -> bool:
+    """True once a new connection to ``url`` is refused, within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+        except httpx.ConnectError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 @dataclass
 class ZipkinReceiver:
     """A Zipkin v2 collector stand-in on 127.0.0.1: keeps every span POSTed to /api/v2/spans.
@@ -110,6 +142,12 @@ class ZipkinReceiver:
         while len(self.spans) < count and time.monotonic() < deadline:
             time.sleep(0.05)
         return list(self.spans)
+
+    def wait_for_posts(self, count: int, timeout: float = 10) -> int:
+        deadline = time.monotonic() + timeout
+        while self.posts < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.posts
 
     @contextmanager
     def running(self) -> Iterator[ZipkinReceiver]:

@@ -20,7 +20,7 @@ PARAMETERS = {"in", "nap", "processes", "format"}
 LIMITS = Limits(max_in=DEFAULT_MAX_IN, max_processes=DEFAULT_MAX_PROCESSES)
 
 
-def _would_nap(query: bytes) -> bool:
+def _would_be_slow(query: bytes) -> bool:
     try:
         query.decode("utf-8")
     except UnicodeDecodeError:
@@ -29,7 +29,8 @@ def _would_nap(query: bytes) -> bool:
         parsed = parse_query(QueryParams(query).multi_items(), LIMITS)
     except ParameterError:
         return False
-    return parsed is not None and parsed.nap > 0
+    # A valid query that naps or sums more than 100,000 terms would really take that time.
+    return parsed is not None and (parsed.nap > 0 or parsed.processes > 100_000)
 
 
 async def _get(query: bytes) -> tuple[int, bytes]:
@@ -52,21 +53,33 @@ async def _get(query: bytes) -> tuple[int, bytes]:
     return status, body
 
 
+# Realistic lengths: values of thousands of digits (Python's int() refuses more than 4300).
 _PIECES = [b"in=", b"nap=", b"processes=", b"format=", b"&", b"=", b"%", b"%ff", b"%00", b"+",
-           b"-", b"9" * 30, b"10", b"\xff\xfe", b";", b"#"]  # fmt: skip
+           b"-", b"9" * 30, b"10", b"\xff\xfe", b";", b"#", b"%20", b"%C2%A0", b"0" * 4300,
+           b"9" * 5000, b"-" + b"9" * 4400, b"7"]  # fmt: skip
 _pieces = st.sampled_from(_PIECES)
 
 
 @settings(max_examples=300, deadline=None)
 @given(
     st.one_of(
-        st.binary(max_size=120),
+        st.binary(max_size=6000),
         st.lists(st.one_of(_pieces, st.binary(max_size=8)), max_size=14).map(b"".join),
     )
 )
 def test_raw_query_bytes_never_cause_a_server_error(query: bytes) -> None:
-    assume(not _would_nap(query))  # a valid query with nap > 0 would really sleep
+    assume(not _would_be_slow(query))
     status, body = asyncio.run(_get(query))
     assert status in (200, 400), (query, status, body)
     if status == 400:
         assert body.split(b":")[0].decode() in PARAMETERS, body
+
+
+def test_a_value_of_more_than_4300_digits_is_answered() -> None:
+    """in=000...07 is in=7: Python's int() refuses the string, the service must not."""
+    status, body = asyncio.run(_get(b"in=" + b"0" * 4300 + b"7&nap=0&processes=1"))
+    assert status == 200, body
+    assert b"highest prime below 7 as 5" in body
+    status, body = asyncio.run(_get(b"in=-" + b"9" * 5000 + b"&nap=0&processes=1"))
+    assert status == 400
+    assert b"which is too small" in body

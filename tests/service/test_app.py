@@ -71,6 +71,28 @@ def test_example_request_answers_the_original_text(harness: Harness) -> None:
     assert response.headers["k-revision"] == "faas-00001"
 
 
+def test_zero_processes_is_one_term_as_in_the_original(harness: Harness) -> None:
+    response = harness.client.get("/?in=10000&nap=0&processes=0")
+    assert response.status_code == 200
+    assert response.text.endswith("Method C calculated pi as 4.000000 using 0 processes\n")
+    negative = harness.client.get("/?in=10000&nap=0&processes=-1")
+    assert negative.status_code == 400
+    assert negative.text.startswith("processes: got '-1', which is too small")
+
+
+def test_malformed_baggage_is_logged_once_per_problem_and_cut_short(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    entries = ",".join(f"k{i}" for i in range(3000))  # 3,000 members, none of them key=value
+    too_long = "x=" + "y" * 9000  # over the 8 KiB a baggage header may have
+    for header in (entries, entries, too_long, too_long, "=bad", "=bad"):
+        assert harness.client.get(EXAMPLE, headers={"baggage": header}).status_code == 200
+    records = [r for r in caplog.records if r.name == "opentelemetry.baggage.propagation"]
+    assert 1 <= len(records) <= 3, [r.getMessage()[:80] for r in records]
+    assert len({r.msg for r in records}) == len(records), "each problem once"
+    assert all(len(r.getMessage()) < 300 for r in records)
+
+
 def test_browsers_get_html_with_the_banner_in_colour(harness: Harness) -> None:
     accept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
     response = harness.client.get(EXAMPLE, headers={"accept": accept})
@@ -152,12 +174,9 @@ def test_no_query_string_causes_a_server_error(harness: Harness, raw: str) -> No
         assert response.text.split(":")[0] in {"in", "nap", "processes", "format"}
 
 
-def test_health_readiness_and_draining(harness: Harness) -> None:
+def test_health_and_readiness(harness: Harness) -> None:
     assert harness.client.get("/healthz").text == "ok\n"
-    assert harness.client.get("/readyz").status_code == 200
-    harness.client.app.state.endpoints.draining = True  # type: ignore[attr-defined]
-    assert harness.client.get("/readyz").status_code == 503
-    assert harness.client.get("/healthz").status_code == 200
+    assert harness.client.get("/readyz").text == "ready\n"
 
 
 def test_metrics_count_calls_durations_and_process(harness: Harness) -> None:

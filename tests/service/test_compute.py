@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import math
 from itertools import pairwise
 
 import pytest
@@ -16,10 +15,7 @@ from service.compute import (
     leibniz_pi,
 )
 from service.settings import DEFAULT_MAX_IN, IN_LIMIT
-
-
-def _reference_pi(processes: int) -> float:
-    return math.fsum(4 * (-1) ** k / (2 * k + 1) for k in range(processes + 1))
+from tests.utils import leibniz_reference
 
 
 def test_original_example_values() -> None:
@@ -76,10 +72,32 @@ def test_is_prime_refuses_beyond_its_exact_range() -> None:
         is_prime(PRIMALITY_LIMIT + 2)
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.integers(min_value=1, max_value=200_000), st.integers(min_value=1, max_value=16))
-def test_leibniz_pi_matches_the_partial_sum(processes: int, workers: int) -> None:
-    assert math.isclose(leibniz_pi(processes, workers), _reference_pi(processes), rel_tol=1e-12)
+# Around the blocks (64, then 16,384 terms), the smallest chunk (50,000 terms), the thread and
+# process thresholds, and the sizes where the sum was 1 ulp off or depended on PI_WORKERS.
+BOUNDARIES = [0, 1, 2, 49, 50, 63, 64, 1_999, 2_000, 16_382, 16_383, 16_384, 16_447, 16_448,
+              32_767, 32_768, 49_999, 50_000, 99_999, 100_000, 199_999, 200_000, 327_679,
+              1_000_000, 10_000_000]  # fmt: skip
+
+
+@pytest.mark.parametrize("processes", BOUNDARIES)
+def test_leibniz_pi_is_exactly_fsum_of_all_terms(processes: int) -> None:
+    assert leibniz_pi(processes, 4).hex() == leibniz_reference(processes).hex()
+
+
+@pytest.mark.parametrize("processes", [49_999, 99_999, 200_000, 1_000_000])
+def test_leibniz_pi_is_the_same_bits_for_any_number_of_workers(processes: int) -> None:
+    results = {leibniz_pi(processes, workers).hex() for workers in range(1, 17)}
+    assert len(results) == 1, results
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(min_value=0, max_value=300_000), st.integers(min_value=2, max_value=16))
+def test_leibniz_pi_any_size_and_workers(processes: int, workers: int) -> None:
+    assert leibniz_pi(processes, workers).hex() == leibniz_reference(processes).hex()
+
+
+def test_zero_processes_is_the_first_term() -> None:
+    assert leibniz_pi(0) == 4.0
 
 
 @settings(max_examples=200, deadline=None)

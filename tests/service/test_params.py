@@ -39,7 +39,13 @@ def test_no_parameters_means_usage() -> None:
         ("in", "9" * 5000, "(5000 characters), which is too large"),
         ("nap", "11", "'11', which is too large"),
         ("nap", "-1", "'-1', which is too small"),
-        ("processes", "0", "'0', which is too small"),
+        ("processes", "-1", "'-1', which is too small"),
+        ("in", "+7", "'+7', which is not an integer"),
+        ("in", " 10 ", "' 10 ', which is not an integer"),  # %2010%20
+        ("in", "10\u00a0", "which is not an integer"),  # a trailing no-break space
+        ("in", "-" + "9" * 5000, "(5001 characters), which is too small"),
+        ("in", "-0" + "0" * 4400 + "1", "(4403 characters), which is too small"),
+        ("nap", "1" + "0" * 4400, "(4401 characters), which is too large"),
         ("processes", "10000001", "'10000001', which is too large"),
         ("processes", "lots", "'lots', which is not an integer"),
     ],
@@ -67,9 +73,19 @@ def test_repeated_parameter_is_rejected_with_both_values() -> None:
         parse_query([*GOOD[:1], ("nap", "1"), ("nap", "2"), GOOD[2]], LIMITS)
 
 
-def test_leading_zeros_and_plus_sign_are_plain_integers() -> None:
-    query = parse_query([("in", "+010000"), ("nap", "00"), ("processes", "050")], LIMITS)
+def test_leading_zeros_are_plain_integers() -> None:
+    query = parse_query([("in", "010000"), ("nap", "00"), ("processes", "050")], LIMITS)
     assert query == Query(in_=10000, nap=0, processes=50)
+
+
+def test_leading_zeros_of_any_length_are_read_without_int_limits() -> None:
+    """Python's int() refuses more than 4300 digits; the value is still just 7 or 0."""
+    pairs = [("in", "0" * 4300 + "7"), ("nap", "-" + "0" * 5000), ("processes", "0" * 9000)]
+    assert parse_query(pairs, LIMITS) == Query(in_=7, nap=0, processes=0)
+
+
+def test_zero_processes_is_one_term_as_in_the_original() -> None:
+    assert parse_query(_with("processes", "0"), LIMITS) == Query(in_=10000, nap=3, processes=0)
 
 
 def test_configured_caps_are_enforced() -> None:
@@ -89,7 +105,15 @@ def test_format_parameter() -> None:
 _names = st.sampled_from(["in", "nap", "processes", "format", "x"])
 
 
-@given(st.lists(st.tuples(_names, st.text(max_size=60)), max_size=8))
+# Realistic lengths: thousands of characters, digits and signs among them.
+_values = st.one_of(
+    st.text(max_size=6000),
+    st.from_regex(r"-?[0-9]{0,5000}", fullmatch=True),
+    st.from_regex(r"[ +\-0\u00a0]{0,3}[0-9]{1,30}[ \u00a0]{0,2}", fullmatch=True),
+)
+
+
+@given(st.lists(st.tuples(_names, _values), max_size=8))
 def test_any_query_parses_or_names_a_parameter(pairs: list[tuple[str, str]]) -> None:
     problem: ParameterError | None = None
     try:
@@ -102,4 +126,4 @@ def test_any_query_parses_or_names_a_parameter(pairs: list[tuple[str, str]]) -> 
     elif query is not None:
         assert 3 <= query.in_ <= LIMITS.max_in
         assert 0 <= query.nap <= 10
-        assert 1 <= query.processes <= LIMITS.max_processes
+        assert 0 <= query.processes <= LIMITS.max_processes
