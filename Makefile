@@ -10,7 +10,7 @@ BASE_IMAGE ?= python:3.11-slim-bookworm
 
 STACK ?= bosun
 
-.PHONY: run test lint env image image-test manifests bench tools cluster-up cluster-down cluster-status e2e
+.PHONY: run test soak lint env image image-test manifests bench tools cluster-up cluster-down cluster-status e2e
 
 env:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
@@ -26,9 +26,14 @@ lint: env
 	$(UV) run --no-sync hadolint Dockerfile
 	$(UV) run --no-sync actionlint
 
-# The image checks need Docker and run under `make image-test`.
+# The image checks need Docker and run under `make image-test`; what depends on the machine's
+# speed (latency ratios, a 60 s soak, memory bounds) under `make soak`; the end-to-end tests on
+# the local control plane under `make e2e`.
 test: lint
-	$(UV) run --no-sync pytest --ignore=tests/image --ignore=tests/e2e
+	$(UV) run --no-sync pytest --ignore=tests/image --ignore=tests/e2e --ignore=tests/soak
+
+soak: env
+	$(UV) run --no-sync pytest tests/soak
 
 image:
 	$(DOCKER) build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) --tag $(IMAGE) .

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx2 as httpx
 
 from service.settings import DEFAULT_MAX_IN, DEFAULT_MAX_PROCESSES
-from tests.robustness.procfs import rss_bytes, tree_rss_bytes
+from tests.soak.procfs import rss_bytes, tree_rss_bytes
 from tests.utils import run_service
 
 # The server process, and the server with its PI_WORKERS=4 worker processes.

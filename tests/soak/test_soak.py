@@ -9,7 +9,7 @@ from collections import Counter
 
 import aiohttp
 
-from tests.robustness.procfs import tree_rss_bytes
+from tests.soak.procfs import tree_rss_bytes
 from tests.utils import run_service
 
 DURATION = 60.0
