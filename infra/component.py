@@ -67,7 +67,9 @@ class ServerlessApp(pulumi.ComponentResource):
         self.namespace_name = self._namespace(name, config, child)
         self.image_ref = self._image(name, config, registry_password, child)
 
-        spec = self.image_ref.apply(lambda ref: manifest.service_spec(config, ref))
+        # Only the image field depends on the build: with a new digest unknown during preview,
+        # the rest of the spec is still known to the diff and to the policy pack.
+        spec = manifest.service_spec(config, self.image_ref)
         metadata = {**manifest.service_metadata(config), "namespace": self.namespace_name}
         self.service = KnativeService(name, metadata=metadata, spec=spec, opts=child)
 
@@ -131,7 +133,7 @@ class ServerlessApp(pulumi.ComponentResource):
             dockerfile=docker_build.DockerfileArgs(location=str(ROOT / "Dockerfile")),
             build_args={"BASE_IMAGE": image.base_image},
             platforms=[docker_build.Platform(image.platform)],
-            tags=[f"{image.repository}:{pulumi.get_stack()}"],
+            tags=[manifest.pushed_tag(config, pulumi.get_stack())],
             push=True,
             registries=registries,
             opts=child,

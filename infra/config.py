@@ -278,6 +278,8 @@ def _is_build_platform(value: str) -> bool:
 
 # Set from their own keys (colour, piWorkers, zipkinEndpoint).
 MANAGED_ENV = frozenset({"COLOUR", "PI_WORKERS", "OTEL_EXPORTER_ZIPKIN_ENDPOINT"})
+# Set by the image: the app listens on all addresses, where Knative's queue-proxy reaches it.
+IMAGE_ENV = frozenset({"HOST"})
 
 
 def _env(read: _Reader) -> tuple[tuple[str, str], ...]:
@@ -291,10 +293,30 @@ def _env(read: _Reader) -> tuple[tuple[str, str], ...]:
             fail("env", entry, f"any name but Knative's reserved {reserved}")
         if name in MANAGED_ENV:
             fail("env", entry, f"a name not set by another key ({', '.join(sorted(MANAGED_ENV))})")
+        if name in IMAGE_ENV:
+            fail("env", entry, "any name but HOST, which the image sets to 0.0.0.0")
         if name in {n for n, _ in pairs}:
             fail("env", entry, "each name once")
         pairs.append((name, value))
     return tuple(pairs)
+
+
+def _check_service_env(container_env: dict[str, str], extra: tuple[tuple[str, str], ...]) -> None:
+    """The container's environment as the service will read it at start-up, with the service's
+    own parser: a value it would refuse fails here, not as a container that never gets Ready."""
+    from service.settings import Settings, SettingsError  # noqa: PLC0415
+
+    try:
+        Settings.from_env({**container_env, **dict(extra)})
+    except SettingsError as error:
+        named = str(error).split("=", 1)[0]
+        entry = next((f"{k}={v}" for k, v in extra if k == named), f"{named}")
+        fail(
+            "env",
+            entry,
+            "values the service accepts (the README's Environment table)",
+            problem=f"the service would not start: {error}",
+        )
 
 
 def _image(read: _Reader) -> ImageConfig:
@@ -339,21 +361,26 @@ def parse(values: Mapping[str, Any]) -> AppConfig:
     zipkin = read.text("zipkinEndpoint")
     if zipkin and not rules.is_http_url(zipkin):
         fail("zipkinEndpoint", zipkin, "empty, or an http(s) URL")
+    colour = read.matching("colour", rules.is_colour, "a CSS colour name or #rrggbb")
+    pi_workers = read.integer("piWorkers", 1, 64)
+    env = _env(read)
+    managed = {"PORT": str(port), "COLOUR": colour, "PI_WORKERS": str(pi_workers)}
+    _check_service_env({**managed, "OTEL_EXPORTER_ZIPKIN_ENDPOINT": zipkin}, env)
     return AppConfig(
         service_name=read.matching(
             "serviceName", rules.is_dns1035, "a DNS-1035 label of at most 63 characters"
         ),
         namespace=read.matching("namespace", rules.is_dns1123, label),
         create_namespace=read.boolean("createNamespace"),
-        colour=read.matching("colour", rules.is_colour, "a CSS colour name or #rrggbb"),
+        colour=colour,
         zipkin_endpoint=zipkin,
         container_port=port,
         container_concurrency=read.integer("containerConcurrency", 0, 1000),
         timeout_seconds=read.integer("timeoutSeconds", 1, 600),
         resources=_resources(read),
         read_only_root_filesystem=read.boolean("readOnlyRootFilesystem"),
-        env=_env(read),
-        pi_workers=read.integer("piWorkers", 1, 64),
+        env=env,
+        pi_workers=pi_workers,
         autoscaling=_autoscaling(read),
         traffic=_traffic(read),
         image=_image(read),

@@ -60,7 +60,12 @@ def _traffic(target: TrafficTarget) -> dict[str, Any]:
     return entry
 
 
-def _container(config: AppConfig, image: str) -> dict[str, Any]:
+def pushed_tag(config: AppConfig, stack: str) -> str:
+    """The tag the program pushes a built image under (it deploys it by digest)."""
+    return f"{config.image.repository}:{stack}"
+
+
+def _container(config: AppConfig, image: object) -> dict[str, Any]:
     env = [
         {"name": "COLOUR", "value": config.colour},
         {"name": "PI_WORKERS", "value": str(config.pi_workers)},
@@ -95,8 +100,12 @@ def _container(config: AppConfig, image: str) -> dict[str, Any]:
     return container
 
 
-def service_spec(config: AppConfig, image: str) -> dict[str, Any]:
-    """The Knative Service's spec: revision template (annotations, container) and traffic."""
+def service_spec(config: AppConfig, image: object) -> dict[str, Any]:
+    """The Knative Service's spec: revision template (annotations, container) and traffic.
+
+    ``image`` is the reference, or in the Pulumi program the Output that resolves to it, so
+    that only the image field waits for a build: preview, diffs and policies see the rest.
+    """
     revision: dict[str, Any] = {
         "containerConcurrency": config.container_concurrency,
         "timeoutSeconds": config.timeout_seconds,
@@ -132,7 +141,7 @@ def service_metadata(config: AppConfig) -> dict[str, Any]:
     return metadata
 
 
-def service(config: AppConfig, image: str) -> dict[str, Any]:
+def service(config: AppConfig, image: object) -> dict[str, Any]:
     """The whole Knative Service manifest."""
     return {
         "apiVersion": KNATIVE_API_VERSION,

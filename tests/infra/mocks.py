@@ -29,6 +29,7 @@ class ClusterMocks(pulumi.runtime.Mocks):
     gateway_status: dict[str, Any] = field(default_factory=lambda: dict(AWS_GATEWAY))
     domain_suffix: str = "example.com"
     registered: list[Registered] = field(default_factory=list)
+    preview: bool = False  # a preview of a new build: the image's digest is not known yet
 
     def new_resource(
         self, args: pulumi.runtime.MockResourceArgs
@@ -36,7 +37,7 @@ class ClusterMocks(pulumi.runtime.Mocks):
         resource_id = args.resource_id or None  # the mock monitor passes "" for new resources
         self.registered.append(Registered(args.typ, args.name, dict(args.inputs), resource_id))
         outputs = dict(args.inputs)
-        if args.typ == "docker-build:index:Image":
+        if args.typ == "docker-build:index:Image" and not self.preview:
             outputs.update(digest=DIGEST, ref=f"{args.inputs['tags'][0]}@{DIGEST}")
         elif args.typ == "kubernetes:core/v1:Service":
             name, namespace = args.resource_id.split("/")[::-1] if args.resource_id else ("", "")
@@ -91,7 +92,9 @@ def run_program(
 ) -> Program:
     """Run the Pulumi program as the engine would, with ``config`` (keys without the prefix)."""
     mocks = mocks or ClusterMocks()
-    pulumi.runtime.set_mocks(mocks, project="myfirstserverlessapp", stack="bosun", preview=False)
+    pulumi.runtime.set_mocks(
+        mocks, project="myfirstserverlessapp", stack="bosun", preview=mocks.preview
+    )
     values = {**config, **(secrets or {})}
     pulumi.runtime.set_all_config(
         {f"myfirstserverlessapp:{key}": value for key, value in values.items()},

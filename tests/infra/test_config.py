@@ -102,6 +102,10 @@ CASES: list[tuple[dict[str, Any], str]] = [
     ({"env": ["COLOUR=red"]}, "env='COLOUR=red': not allowed; allowed: a name not set by another key"),
     ({"env": ["LOG LEVEL=debug"]}, "env='LOG LEVEL=debug': not allowed; allowed: entries NAME=VALUE"),
     ({"env": ["A=1", "A=2"]}, "env='A=2': not allowed; allowed: each name once"),
+    ({"env": ["HOST=127.0.0.1"]}, "env='HOST=127.0.0.1': not allowed; allowed: any name but HOST, which the image sets"),
+    ({"env": ["MAX_IN=abc"]}, "env='MAX_IN=abc': the service would not start: MAX_IN='abc' is not an integer from 3 to"),
+    ({"env": ["LOG_LEVEL=loud"]}, "env='LOG_LEVEL=loud': the service would not start: LOG_LEVEL='loud' is not one of critical"),
+    ({"env": ["FOO=1", "MAX_PROCESSES=0"]}, "env='MAX_PROCESSES=0': the service would not start: MAX_PROCESSES=0 is out of range"),
     ({"replicas": 3}, "myfirstserverlessapp:replicas: unknown key"),
 ]  # fmt: skip
 
@@ -115,6 +119,11 @@ def test_bad_values_are_refused_with_key_value_and_allowed_range(
     text = str(caught.value)
     assert text.startswith(f"{P}:")
     assert message in text
+
+
+def test_env_values_the_service_accepts_pass() -> None:
+    config = parse({**BUILD, "env": ["LOG_LEVEL=debug", "MAX_PROCESSES=1000000", "FOO=bar"]})
+    assert dict(config.env) == {"LOG_LEVEL": "debug", "MAX_PROCESSES": "1000000", "FOO": "bar"}
 
 
 def test_engine_strings_are_parsed_like_yaml_values() -> None:

@@ -252,3 +252,21 @@ def test_bad_config_fails_before_anything_is_created() -> None:
     with pytest.raises(pulumi.RunError, match=r"^myfirstserverlessapp:maxScale=-1: not allowed"):
         run_program({**BOSUN, "maxScale": "-1"}, mocks)
     assert mocks.registered == []
+
+
+@pulumi.runtime.test
+def test_in_preview_of_a_new_build_only_the_image_is_unknown() -> Any:
+    """The digest is unknown until the build: the rest of the spec must still be known, or
+    the preview's diff and the policy pack see nothing of the Knative Service."""
+    program = run_program(BOSUN, ClusterMocks(preview=True))
+
+    def check(_: list[Any]) -> None:
+        spec = _ksvc(program)["spec"]
+        annotations = spec["template"]["metadata"]["annotations"]
+        assert annotations[f"{AS}max-scale"] == "10"
+        container = _container(program)
+        assert container["securityContext"]["runAsNonRoot"] is True
+        assert container["resources"]["limits"] == {"cpu": "1", "memory": "512Mi"}
+        assert isinstance(container["image"], pulumi.output.Unknown)
+
+    return pulumi.Output.all(*(child.urn for child in program.children())).apply(check)

@@ -1,4 +1,4 @@
-"""`make manifests`: the same builder as the program, rendered as YAML for kubectl."""
+"""`make manifests`: the stack's Namespace and Knative Service as YAML for kubectl."""
 
 from __future__ import annotations
 
@@ -7,37 +7,81 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra import manifest
-from infra.config import ROOT, file_values, parse, stack_values
-from infra.render import main, render
+from infra.config import ROOT, file_values, stack_values
+from infra.render import image_for, main, render
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+PINNED = "docker.io/me/app@sha256:" + "cd" * 32
+AS = "autoscaling.knative.dev/"
 
 
-def test_bosun_renders_the_namespace_and_the_service_of_the_program() -> None:
-    documents = list(yaml.safe_load_all(render(stack_values("bosun"))))
-    config = parse(stack_values("bosun"))
-    image = "docker.io/myfirstserverlessapp/myfirstserverlessapp:latest"
-    assert documents == [manifest.namespace(config), manifest.service(config, image)]
+def test_bosun_renders_the_original_demo() -> None:
+    namespace, service = yaml.safe_load_all(render(stack_values("bosun"), PINNED))
+    assert namespace == {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "hackathon-pi-knative", "labels": {"istio-injection": "enabled"}},
+    }
+    assert (service["apiVersion"], service["kind"]) == ("serving.knative.dev/v1", "Service")
+    assert service["metadata"]["name"] == "myfirstserverlessapp"
+    assert service["metadata"]["namespace"] == "hackathon-pi-knative"
+    template = service["spec"]["template"]
+    annotations = template["metadata"]["annotations"]
+    expected = {
+        "class": "kpa.autoscaling.knative.dev",
+        "metric": "concurrency",
+        "target": "1",
+        "min-scale": "0",
+        "max-scale": "10",
+    }
+    assert {key: annotations[AS + key] for key in expected} == expected
+    (container,) = template["spec"]["containers"]
+    assert container["image"] == PINNED
+    assert container["ports"] == [{"name": "http1", "containerPort": 8080}]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["OTEL_EXPORTER_ZIPKIN_ENDPOINT"] == "http://zipkin.istio-system:9411/api/v2/spans"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
 
 
-def test_the_image_can_be_given() -> None:
-    ref = "docker.io/me/app@sha256:" + "cd" * 32
-    service = list(yaml.safe_load_all(render(stack_values("bosun"), ref)))[-1]
-    assert service["spec"]["template"]["spec"]["containers"][0]["image"] == ref
+def test_without_an_image_it_is_the_tag_the_program_pushes_and_said_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--stack", "bosun"]) == 0
+    out, err = capsys.readouterr()
+    service = list(yaml.safe_load_all(out))[-1]
+    tag = "docker.io/myfirstserverlessapp/myfirstserverlessapp:bosun"
+    assert service["spec"]["template"]["spec"]["containers"][0]["image"] == tag
+    assert err == (
+        f"render: note: image {tag} is not pinned by digest (the policy pack refuses it); "
+        "pass --image REPOSITORY@sha256:... (pulumi stack output imageRef)\n"
+    )
+
+
+def test_a_pinned_image_is_rendered_without_a_note(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--stack", "bosun", "--image", PINNED]) == 0
+    out, err = capsys.readouterr()
+    assert (
+        list(yaml.safe_load_all(out))[-1]["spec"]["template"]["spec"]["containers"][0]["image"]
+        == PINNED
+    )
+    assert err == ""
+
+
+def test_a_prebuilt_image_is_its_pinned_reference() -> None:
+    values = file_values(ROOT / "examples/prebuilt-image.yaml")
+    assert image_for(values, "bosun") == values["imageRef"]
 
 
 def test_an_existing_namespace_is_not_rendered() -> None:
-    documents = list(
-        yaml.safe_load_all(render(file_values(ROOT / "examples/existing-namespace.yaml")))
-    )
+    values = file_values(ROOT / "examples/existing-namespace.yaml")
+    documents = list(yaml.safe_load_all(render(values, PINNED)))
     assert [d["kind"] for d in documents] == ["Service"]
     assert documents[0]["metadata"]["namespace"] == "team-apps"
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_every_example_renders_and_is_shown_in_the_readme(example: Path) -> None:
-    documents = list(yaml.safe_load_all(render(file_values(example))))
+    documents = list(yaml.safe_load_all(render(file_values(example), PINNED)))
     assert documents[-1]["kind"] == "Service"
     assert example.read_text() in (ROOT / "README.md").read_text(), f"{example.name} not in README"
 
