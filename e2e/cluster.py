@@ -467,51 +467,33 @@ class Cluster:
         return self._client
 
     def _controller_manager(self) -> None:
-        port = free_port()
-        started = time.monotonic()
         controllers = (
-            "serviceaccount-controller",
-            "deployment-controller",
-            "replicaset-controller",
-            "endpoints-controller",
-            "endpointslice-controller",
-            "endpointslice-mirroring-controller",
-            "garbage-collector-controller",
-            "namespace-controller",
-            "clusterrole-aggregation-controller",
-            "node-lifecycle-controller",
-            "root-ca-certificate-publisher-controller",
-        )
-        process = self._spawn(
+            "serviceaccount-controller", "deployment-controller", "replicaset-controller",
+            "endpoints-controller", "endpointslice-controller",
+            "endpointslice-mirroring-controller", "garbage-collector-controller",
+            "namespace-controller", "clusterrole-aggregation-controller",
+            "node-lifecycle-controller", "root-ca-certificate-publisher-controller",
+        )  # fmt: skip
+        self._kube_component(
             "kube-controller-manager",
-            [
-                str(tools.path("kube-controller-manager")),
-                f"--kubeconfig={self.kubeconfig}",
-                f"--authentication-kubeconfig={self.kubeconfig}",
-                f"--authorization-kubeconfig={self.kubeconfig}",
-                f"--controllers={','.join(controllers)}",
-                "--leader-elect=false",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={port}",
-                f"--root-ca-file={self.ca}",
-                f"--service-account-private-key-file={self.service_account.key}",
-                "--use-service-account-credentials=false",
-                "--profiling=false",
-            ],
-        )
-        self._wait(
-            process,
-            lambda: self._http_ok(f"https://127.0.0.1:{port}/healthz", client_cert=False),
-            started,
+            f"--controllers={','.join(controllers)}",
+            f"--root-ca-file={self.ca}",
+            f"--service-account-private-key-file={self.service_account.key}",
+            "--use-service-account-credentials=false",
         )
 
     def _scheduler(self) -> None:
+        self._kube_component("kube-scheduler")
+
+    def _kube_component(self, name: str, *flags: str) -> None:
+        """kube-controller-manager or kube-scheduler: one instance (no leader election), its
+        secure port on 127.0.0.1, ready when its /healthz answers."""
         port = free_port()
         started = time.monotonic()
         process = self._spawn(
-            "kube-scheduler",
+            name,
             [
-                str(tools.path("kube-scheduler")),
+                str(tools.path(name)),
                 f"--kubeconfig={self.kubeconfig}",
                 f"--authentication-kubeconfig={self.kubeconfig}",
                 f"--authorization-kubeconfig={self.kubeconfig}",
@@ -519,6 +501,7 @@ class Cluster:
                 "--bind-address=127.0.0.1",
                 f"--secure-port={port}",
                 "--profiling=false",
+                *flags,
             ],
         )
         self._wait(

@@ -206,24 +206,22 @@ class Gateway:
             )
 
     async def watch_services(self) -> None:
-        async for event, service in self.client.watch(Service, namespace=ALL_NS, on_error=_retry):
-            raw = service.to_dict()
-            key = (raw["metadata"]["namespace"], raw["metadata"]["name"])
-            if event == "DELETED":
-                self.services.pop(key, None)
-            else:
-                self.services[key] = raw
+        await self._mirror(Service, self.services)
 
     async def watch_endpoints(self) -> None:
-        async for event, endpoints in self.client.watch(
-            Endpoints, namespace=ALL_NS, on_error=_retry
-        ):
-            raw = endpoints.to_dict()
+        await self._mirror(Endpoints, self.endpoints)
+
+    async def _mirror(
+        self, resource: type[Service] | type[Endpoints], store: dict[tuple[str, str], Any]
+    ) -> None:
+        """Keep ``store`` equal to every object of ``resource``, by namespace and name."""
+        async for event, obj in self.client.watch(resource, namespace=ALL_NS, on_error=_retry):
+            raw = obj.to_dict()
             key = (raw["metadata"]["namespace"], raw["metadata"]["name"])
             if event == "DELETED":
-                self.endpoints.pop(key, None)
+                store.pop(key, None)
             else:
-                self.endpoints[key] = raw
+                store[key] = raw
 
     async def publish_address(self) -> None:
         """The load balancer's address on the ingress gateway Service."""

@@ -97,6 +97,31 @@ def wait_ready(running: RunningService, timeout: float) -> None:
     raise RuntimeError("service did not become healthy in time")
 
 
+def health_during(url: str, request: str) -> tuple[int, list[float]]:
+    """GET ``request`` in a thread; meanwhile probe /healthz, /readyz and /metrics in turn.
+    The request's status, and how long each probe took."""
+    done = threading.Event()
+    status: list[int] = []
+
+    def heavy() -> None:
+        with httpx.Client(base_url=url, timeout=60) as own:
+            status.append(own.get(request).status_code)
+        done.set()
+
+    worker = threading.Thread(target=heavy)
+    worker.start()
+    latencies = []
+    with httpx.Client(base_url=url, timeout=10) as client:
+        while not done.is_set():
+            for path in ("/healthz", "/readyz", "/metrics"):
+                started = time.perf_counter()
+                assert client.get(path).status_code == 200
+                latencies.append(time.perf_counter() - started)
+            time.sleep(0.005)
+    worker.join()
+    return status[0], latencies
+
+
 def wait_in_flight(url: str, count: int, seconds: float = 20) -> None:
     """Until the service at ``url`` reports ``count`` requests in flight."""
     gauge = f"myfirstserverlessapp_requests_in_flight {count}.0"

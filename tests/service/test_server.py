@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,6 +14,7 @@ from service.settings import DEFAULT_MAX_IN, DEFAULT_MAX_PROCESSES
 from tests.utils import (
     ROOT,
     ZipkinReceiver,
+    health_during,
     refused_within,
     run_service,
     service_env,
@@ -28,25 +28,10 @@ CHAIN = ["heavyLifting", "heavyweightMethodA", "heavyweightMethodB", "heavyweigh
 def test_health_is_answered_while_a_request_at_the_caps_runs() -> None:
     """The capped request's CPU work is off the event loop: health probes keep being answered
     while it runs (how fast they are is measured by make soak)."""
-    with run_service() as svc, httpx.Client(base_url=svc.url, timeout=10) as client:
-        done = threading.Event()
-        result: list[httpx.Response] = []
-
-        def heavy() -> None:
-            with httpx.Client(base_url=svc.url, timeout=60) as own:
-                result.append(own.get(CAP_REQUEST))
-            done.set()
-
-        worker = threading.Thread(target=heavy)
-        worker.start()
-        answered = 0
-        while not done.is_set():
-            for path in ("/healthz", "/readyz", "/metrics"):
-                assert client.get(path).status_code == 200
-                answered += 1
-        worker.join()
-        assert result[0].status_code == 200
-        assert answered >= 10, "the capped request finished before health was probed"
+    with run_service() as svc:
+        status, latencies = health_during(svc.url, CAP_REQUEST)
+    assert status == 200
+    assert len(latencies) >= 10, "the capped request finished before health was probed"
 
 
 def test_naps_do_not_block_each_other() -> None:
