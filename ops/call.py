@@ -12,7 +12,7 @@ from ops.endpoint import Endpoint, OpsError
 
 def url_for(endpoint: Endpoint, in_: int, nap: int, processes: int) -> str:
     query = urlencode({"in": in_, "nap": nap, "processes": processes})
-    return f"http://{endpoint.host}/?{query}"
+    return f"{endpoint.scheme}://{endpoint.host}/?{query}"
 
 
 def curl_for(endpoint: Endpoint, url: str, as_json: bool) -> str:
@@ -23,13 +23,16 @@ def curl_for(endpoint: Endpoint, url: str, as_json: bool) -> str:
 
 
 async def call(endpoint: Endpoint, url: str, as_json: bool, timeout: float) -> tuple[int, str]:
-    """Send the request with the route's Host header; the status and the body."""
+    """Send the request with the route's Host header; the status and the body.
+
+    ``timeout`` is in seconds for the whole request; 0 means none.
+    """
     headers = {"Host": endpoint.domain}
     if as_json:
         headers["Accept"] = "application/json"
     try:
         async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout or None)) as session,
             session.get(url, headers=headers) as response,
         ):
             return response.status, await response.text()

@@ -1,8 +1,13 @@
-"""`faas`: call the app through the gateway, load it like hey, watch its replicas scale.
+"""faas: call the app through the gateway, load it like hey, watch its replicas scale.
 
-faas call [--stack bosun] [--in N --nap N --processes N] [--json] [--curl]
+faas call [--stack bosun] [--host HOST --domain DOMAIN] [--in N --nap SECONDS --processes N]
+          [--json] [--curl] [-t SECONDS]
 faas load [hey's flags] [--json] [--watch NAME] [--plot FILE.png] URL
 faas watch NAME
+
+Exit status: 0 done; 1 the command failed (one line on stderr says why); 2 bad arguments;
+3 (faas load --watch) the load ran and its report is printed, but the replicas could not be
+watched.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from urllib.parse import urlsplit
 
 from infra.rules import duration_seconds
 from ops import commands
-from ops.endpoint import OpsError
+from ops.endpoint import OpsError, host_name
 from ops.requester import Work
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -50,24 +55,49 @@ def _header(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
+def _host_header(text: str) -> str:
+    try:
+        return host_name(text)
+    except OpsError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="faas", description=__doc__.splitlines()[0])
+    description, exit_status = __doc__.splitlines()[0], __doc__.rsplit("\n\n", 1)[-1]
+    parser = argparse.ArgumentParser(prog="faas", description=description, epilog=exit_status)
     commands_ = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    call = commands_.add_parser("call", help="one request through the Istio gateway")
+    call = _command(commands_, "call", "one request through the Istio gateway")
     call.add_argument("--stack", default="bosun", help="Pulumi stack to read outputs from")
-    call.add_argument("--host", help="gateway host[:port] (else KNATIVE_HOST, else the stack)")
+    call.add_argument(
+        "--host",
+        help="gateway host[:port], or http(s)://host[:port] to choose the scheme "
+        "(else KNATIVE_HOST, else the stack)",
+    )
     call.add_argument(
         "--domain", help="route domain for Host (else KNATIVE_DOMAIN, else the stack)"
     )
-    call.add_argument("--in", dest="in_", type=_positive_int, default=10000)
-    call.add_argument("--nap", type=int, default=3)
-    call.add_argument("--processes", type=_positive_int, default=50)
+    call.add_argument(
+        "--in", dest="in_", type=_positive_int, default=10000, metavar="N",
+        help="method A: the highest prime below N (default: %(default)s)",
+    )  # fmt: skip
+    call.add_argument(
+        "--nap", type=int, default=3, metavar="SECONDS",
+        help="method B: sleep SECONDS (default: %(default)s)",
+    )  # fmt: skip
+    call.add_argument(
+        "--processes", type=_positive_int, default=50, metavar="N",
+        help="method C: pi from N+1 Leibniz terms (default: %(default)s)",
+    )  # fmt: skip
     call.add_argument("--json", action="store_true", help="ask for JSON")
     call.add_argument("--curl", action="store_true", help="print the equivalent curl and exit")
-    call.add_argument("-t", "--timeout", type=_non_negative_float, default=30.0)
+    call.add_argument(
+        "-t", "--timeout", type=_non_negative_float, default=30.0, metavar="SECONDS",
+        help="give up after SECONDS; 0: never (default: %(default)g)",
+    )  # fmt: skip
 
-    load = commands_.add_parser("load", help="load a URL as hey does")
+    load = _command(commands_, "load", "load a URL as hey does")
+    load.epilog = "Exit status 3: the load ran and its report is printed; --watch failed."
     load.add_argument("url", metavar="URL")
     load.add_argument("-n", type=_positive_int, default=200, help="number of requests (200)")
     load.add_argument("-c", type=_positive_int, default=50, help="concurrent workers (50)")
@@ -76,11 +106,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     load.add_argument("-z", type=_duration, help="duration, e.g. 120s; overrides -n")
     load.add_argument(
-        "-t", type=_non_negative_float, default=20.0, help="timeout per request, s (20)"
+        "-t", type=_non_negative_float, default=20.0, help="timeout per request, s; 0: none (20)"
     )
     load.add_argument("-m", default="GET", choices=METHODS, help="HTTP method")
     load.add_argument("-H", action="append", type=_header, default=[], help="header, repeatable")
-    load.add_argument("-host", "--host", dest="host", help="Host header")
+    load.add_argument("-host", "--host", dest="host", type=_host_header,
+                      help="Host header: a name, not a URL")  # fmt: skip
     load.add_argument("--json", action="store_true", help="the report as JSON")
     load.add_argument("--watch", metavar="NAME", help="follow the Knative Service's replicas")
     load.add_argument("--namespace", help="namespace of --watch (default: the context's)")
@@ -93,10 +124,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     load.add_argument("--plot", type=Path, metavar="FILE.png", help="draw load and replicas")
 
-    watch = commands_.add_parser("watch", help="the replica timeline, until Ctrl-C")
+    watch = _command(commands_, "watch", "the replica timeline, until Ctrl-C")
     watch.add_argument("service", metavar="NAME")
     watch.add_argument("--namespace", help="namespace (default: the context's)")
     return parser
+
+
+def _command(
+    commands_: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str
+) -> argparse.ArgumentParser:
+    return commands_.add_parser(name, help=summary, description=summary)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error("--plot needs a .png file name")
             work = Work(
                 url=args.url, method=args.m, headers=tuple(args.H), host=args.host, n=args.n,
-                concurrency=args.c, qps=args.q, duration=args.z or 0.0, timeout=args.t or 20.0,
+                concurrency=args.c, qps=args.q, duration=args.z or 0.0, timeout=args.t,
             )  # fmt: skip
             return commands.run_load(
                 work=work, as_json=args.json, watch=args.watch, namespace=args.namespace,
@@ -127,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         return commands.run_watch(service=args.service, namespace=args.namespace)
     except OpsError as error:
         print(f"faas: error: {error}", file=sys.stderr)
-        return 1
+        return commands.FAILED
 
 
 if __name__ == "__main__":

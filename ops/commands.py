@@ -17,7 +17,10 @@ from ops.plot import plot
 from ops.printer import print_report
 from ops.report import Report
 from ops.requester import Run, Work, execute
-from ops.watch import Sample, Timeline, watch_pods
+from ops.watch import Sample, Timeline, WatchError, watch_pods
+
+FAILED = 1  # the command could not do its job; one line on stderr says why
+WATCH_FAILED = 3  # faas load --watch: the load ran and its report is printed; the watch failed
 
 
 def run_call(
@@ -82,15 +85,20 @@ def run_load(
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
-    """Load the URL as hey does; optionally follow the replicas and draw both."""
+    """Load the URL as hey does; optionally follow the replicas and draw both.
+
+    Returns 0, or WATCH_FAILED when the replicas could not be watched: the load still runs and
+    its report (and plot) is printed, then one line saying why the watch failed.
+    """
     out = out or sys.stdout
     err = err or sys.stderr
 
-    async def main() -> tuple[Run, Timeline | None]:
+    async def main() -> tuple[Run, Timeline | None, WatchError | None]:
         run = Run(work)
         _stop_on_interrupt(run.stop)
         timeline = Timeline() if watch else None
         watching = None
+        problem = None
         watch_stop = asyncio.Event()
         started = time.perf_counter()
         if watch and timeline is not None:
@@ -101,15 +109,21 @@ def run_load(
         await execute(run, _progress(err, timeline) if live else None)  # type: ignore[arg-type]
         if watching is not None:
             if watch_after > 0 and not run.stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(run.stop.wait(), watch_after)
+                # Until Ctrl-C, or at once if the watch has already ended (it failed).
+                interrupted = asyncio.create_task(run.stop.wait())
+                await asyncio.wait({watching, interrupted}, timeout=watch_after,
+                                   return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+                interrupted.cancel()
             watch_stop.set()
-            await watching
+            try:
+                await watching
+            except WatchError as error:
+                problem, timeline = error, None
         if live:
             err.write("\n")
-        return run, timeline
+        return run, timeline, problem
 
-    run, timeline = asyncio.run(main())
+    run, timeline, problem = asyncio.run(main())
     report = Report.of(run.results, run.elapsed)
     if as_json:
         document: dict[str, object] = {"report": report.as_dict()}
@@ -127,6 +141,9 @@ def run_load(
         samples = timeline.samples if timeline else []
         plot(plot_path, run.results, samples, f"{work.method} {work.url}")
         err.write(f"plot written to {plot_path}\n")
+    if problem is not None:
+        err.write(f"faas: watch: {problem}\n")
+        return WATCH_FAILED
     return 0
 
 
@@ -149,9 +166,12 @@ def print_timeline(timeline: Timeline, out: TextIO) -> None:
     out.write(f"  Back to zero:\t{seconds(summary['back_to_zero_seconds'])}\n\n")
 
 
-def run_watch(*, service: str, namespace: str | None, out: TextIO | None = None) -> int:
-    """Print the replica timeline live until Ctrl-C, then its summary."""
+def run_watch(
+    *, service: str, namespace: str | None, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
+    """Print the replica timeline live until Ctrl-C, then its summary; FAILED if it cannot."""
     out = out or sys.stdout
+    err = err or sys.stderr
 
     async def main() -> Timeline:
         stop = asyncio.Event()
@@ -164,6 +184,10 @@ def run_watch(*, service: str, namespace: str | None, out: TextIO | None = None)
 
         return await watch_pods(service, namespace, timeline, stop, on_sample=show)
 
-    timeline = asyncio.run(main())
+    try:
+        timeline = asyncio.run(main())
+    except WatchError as error:
+        err.write(f"faas: watch: {error}\n")
+        return FAILED
     print_timeline(timeline, out)
     return 0

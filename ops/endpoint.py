@@ -18,6 +18,38 @@ class OpsError(Exception):
 class Endpoint:
     host: str  # the gateway: hostname or IP, optionally :port
     domain: str  # the Knative route's domain, sent as Host
+    scheme: str = "http"  # how to reach the gateway: http, or https if given as https://...
+
+
+def gateway(value: str, source: str) -> tuple[str, str]:
+    """The scheme and host[:port] of a gateway given as ``host[:port]`` or ``http(s)://host[:port]``.
+
+    ``source`` names where the value came from (``--host``, ``KNATIVE_HOST``, ...) for the error.
+    """
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        scheme, rest = "http", value
+    rest = rest.rstrip("/")
+    if scheme.lower() not in ("http", "https") or not _is_host(rest):
+        raise OpsError(
+            f"{source} {value!r} is not a gateway address such as 10.0.0.1:80 or "
+            "http://127.0.0.1:8080"
+        )
+    return scheme.lower(), rest
+
+
+def host_name(value: str, source: str = "") -> str:
+    """``value`` if it can be a Host header (a name, optionally :port); else an error to fix it."""
+    if _is_host(value):
+        return value
+    bare = value.partition("://")[2].split("/")[0] if "://" in value else ""
+    hint = f": give the name alone, e.g. {bare}" if _is_host(bare) else ""
+    subject = f"{source} {value!r}" if source else repr(value)
+    raise OpsError(f"{subject} is not a host name for the Host header{hint}")
+
+
+def _is_host(text: str) -> bool:
+    return bool(text) and not any(c in text for c in "/?#@ \t")
 
 
 def from_stack(stack: str) -> dict[str, str]:
@@ -48,16 +80,28 @@ def from_stack(stack: str) -> dict[str, str]:
 def resolve(
     host: str | None, domain: str | None, stack: str, env: Mapping[str, str] | None = None
 ) -> Endpoint:
-    """Flags first, then KNATIVE_HOST / KNATIVE_DOMAIN, then the stack's outputs."""
+    """Flags first, then KNATIVE_HOST / KNATIVE_DOMAIN, then the stack's outputs.
+
+    The gateway may carry a scheme (``http://127.0.0.1:8080``, ``https://gw``), which is used;
+    the domain is a Host header value and must be a bare name.
+    """
     env = os.environ if env is None else env
-    host = host or env.get("KNATIVE_HOST") or None
-    domain = domain or env.get("KNATIVE_DOMAIN") or None
-    if host is None or domain is None:
+    host_from = _first(("--host", host), ("KNATIVE_HOST", env.get("KNATIVE_HOST")))
+    domain_from = _first(("--domain", domain), ("KNATIVE_DOMAIN", env.get("KNATIVE_DOMAIN")))
+    if host_from is None or domain_from is None:
         outputs = from_stack(stack)
-        host = host or outputs.get("ingressHost") or None
-        domain = domain or outputs.get("routeDomain") or None
-        if host is None or domain is None:
+        host_from = host_from or _first((f"stack {stack} ingressHost", outputs.get("ingressHost")))
+        domain_from = domain_from or _first(
+            (f"stack {stack} routeDomain", outputs.get("routeDomain"))
+        )
+        if host_from is None or domain_from is None:
             raise OpsError(
                 f"stack {stack} has no ingressHost and routeDomain outputs; has `pulumi up` run?"
             )
-    return Endpoint(host, domain)
+    scheme, gateway_host = gateway(host_from[1], host_from[0])
+    return Endpoint(gateway_host, host_name(domain_from[1], domain_from[0]), scheme)
+
+
+def _first(*candidates: tuple[str, str | None]) -> tuple[str, str] | None:
+    """The first (source, value) that has a value."""
+    return next(((source, value) for source, value in candidates if value), None)

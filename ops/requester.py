@@ -17,7 +17,7 @@ import aiohttp
 
 @dataclass(frozen=True)
 class Work:
-    """What to send, how often and how hard. ``qps`` is per worker, as in hey."""
+    """What to send, how often, how hard. As in hey, ``qps`` is per worker, ``timeout`` 0 none."""
 
     url: str
     method: str = "GET"
@@ -110,7 +110,7 @@ async def _worker(run: Run, session: aiohttp.ClientSession, deadline: float | No
 async def execute(run: Run, on_tick: Callable[[Run], None] | None = None) -> Run:
     """Send the run's requests with ``concurrency`` workers over one keep-alive pool."""
     work = run.work
-    timeout = aiohttp.ClientTimeout(total=work.timeout)
+    timeout = aiohttp.ClientTimeout(total=work.timeout or None)
     connector = aiohttp.TCPConnector(limit=work.concurrency, ttl_dns_cache=300)
     async with aiohttp.ClientSession(
         connector=connector,

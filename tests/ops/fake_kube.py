@@ -52,6 +52,7 @@ class FakeKube:
         self.watchers: list[asyncio.Queue[dict[str, Any]]] = []
         self.loop: asyncio.AbstractEventLoop | None = None
         self.selectors: list[str] = []
+        self.watched = threading.Event()  # set once a watch has connected
 
     def _matches(self, request: Request) -> bool:
         selector = request.query_params.get("labelSelector", "")
@@ -78,6 +79,7 @@ class FakeKube:
         for pod in self.pods.values():
             queue.put_nowait({"type": "ADDED", "object": pod})
         self.watchers.append(queue)
+        self.watched.set()
 
         async def stream() -> AsyncIterator[bytes]:
             try:

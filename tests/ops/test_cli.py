@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import stat
 import subprocess
@@ -60,6 +61,11 @@ def test_load_defaults_are_heys(captured: dict[str, Any]) -> None:
     assert work.host == "h"
 
 
+def test_load_t_0_means_no_timeout(captured: dict[str, Any]) -> None:
+    assert cli.main(["load", "-t", "0", "http://127.0.0.1/"]) == 0
+    assert captured["run_load"]["work"].timeout == 0
+
+
 def test_call_and_watch_pass_through(captured: dict[str, Any]) -> None:
     assert cli.main(["call", "--host", "gw", "--domain", "d", "--in", "100", "--nap", "0",
                      "--processes", "5", "--json", "--curl"]) == 0  # fmt: skip
@@ -83,6 +89,11 @@ def test_call_and_watch_pass_through(captured: dict[str, Any]) -> None:
         (["load", "-H", "nocolon", "http://x/"], "argument -H: 'nocolon' is not a header"),
         (["load", "-m", "BREW", "http://x/"], "argument -m: invalid choice: 'BREW'"),
         (["load", "--plot", "out.jpg", "http://x/"], "--plot needs a .png file name"),
+        (
+            ["load", "-host", "http://app.example.com", "http://x/"],
+            "argument -host/--host: 'http://app.example.com' is not a host name for the Host "
+            "header: give the name alone, e.g. app.example.com",
+        ),
         (["load", "--bogus", "http://x/"], "unrecognized arguments: --bogus"),
         (["load"], "the following arguments are required: URL"),
         (["call", "--in", "x"], "argument --in: 'x' is not a positive integer"),
@@ -167,6 +178,65 @@ def test_call_prints_the_equivalent_curl(capsys: pytest.CaptureFixture[str]) -> 
     assert capsys.readouterr().out == (
         "curl -H 'Host: app.example.com' 'http://gw.example.com/?in=10000&nap=3&processes=50'\n"
     )
+
+
+def test_call_host_may_be_a_url_whose_scheme_is_used(capsys: pytest.CaptureFixture[str]) -> None:
+    with run_service() as svc:
+        assert cli.main(["call", "--host", f"{svc.url}/", "--domain", "d", "--nap", "0",
+                         "--json"]) == 0  # fmt: skip
+        assert json.loads(capsys.readouterr().out)["highest_prime"] == 9973
+    assert cli.main(["call", "--host", "https://gw.example.com", "--domain", "d", "--curl"]) == 0
+    assert capsys.readouterr().out == (
+        "curl -H 'Host: d' 'https://gw.example.com/?in=10000&nap=3&processes=50'\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--host", "ftp://gw"], "--host 'ftp://gw' is not a gateway address"),
+        (["--host", "http://gw/app"], "--host 'http://gw/app' is not a gateway address"),
+        (
+            ["--domain", "http://app.example.com"],
+            "--domain 'http://app.example.com' is not a host name for the Host header: "
+            "give the name alone, e.g. app.example.com",
+        ),
+    ],
+)
+def test_call_refuses_a_host_or_domain_it_cannot_use_in_one_line(
+    capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    assert cli.main(["call", "--host", "gw", "--domain", "d", *flags, "--curl"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"faas: error: {message}")
+    assert len(captured.err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", [[], ["call"], ["load"], ["watch"]])
+def test_help_shows_no_backticks(capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli.main([*command, "--help"])
+    assert caught.value.code == 0
+    assert "`" not in capsys.readouterr().out
+
+
+def test_call_help_names_each_value_and_its_default(
+    captured: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["call"]) == 0
+    defaults = captured["run_call"]
+    with pytest.raises(SystemExit):
+        cli.main(["call", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for option, metavar, key in [
+        ("--in", "N", "in_"), ("--nap", "SECONDS", "nap"), ("--processes", "N", "processes"),
+        ("--timeout", "SECONDS", "timeout"),
+    ]:  # fmt: skip
+        described = re.search(rf"{option} {metavar} ([^(]+)\(default: ([0-9.]+)\)", text)
+        assert described, f"{option} {metavar} with a help text and its default in: {text}"
+        assert float(described.group(2)) == defaults[key]
+    assert "IN_" not in text
 
 
 def test_call_to_nothing_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:

@@ -53,12 +53,11 @@ def test_request_count_is_exact_for_n() -> None:
 
 def test_duration_is_respected_for_z() -> None:
     with run_service() as svc:
-        started = time.perf_counter()
-        report = _load(Work(url=f"{svc.url}/healthz", concurrency=4, duration=1.5))
-        elapsed = time.perf_counter() - started
-    assert 1.5 <= report["total_seconds"] < 1.7
-    assert elapsed < 2.5
-    assert report["requests"] > 100
+        work = Work(url=f"{svc.url}/healthz", n=4, concurrency=4, duration=1.5, timeout=5.0)
+        report = _load(work)
+    # No request starts after the deadline and each ends within its timeout.
+    assert work.duration <= report["total_seconds"] < work.duration + work.timeout
+    assert report["requests"] > work.n  # -z, not -n, ends the run
 
 
 def test_concurrency_is_respected() -> None:
@@ -78,7 +77,8 @@ def test_concurrency_is_respected() -> None:
         sampler.join()
     assert report["requests"] == 9
     assert max(peak) == 3, f"in flight never reached or exceeded 3: {sorted(set(peak))}"
-    assert 2.9 <= report["total_seconds"] < 4.0  # three waves of three 1 s naps
+    # Some worker sends three of the nine, one after another, each a 1 s nap.
+    assert report["total_seconds"] >= 2.9
 
 
 def test_status_distribution_counts_400s() -> None:
@@ -98,29 +98,45 @@ def test_error_distribution_counts_refused_connections() -> None:
 
 def test_rate_limit_per_worker_is_respected() -> None:
     with run_service() as svc:
-        report = _load(Work(url=f"{svc.url}/healthz", concurrency=2, qps=25, duration=2.0))
-    rate = report["requests"] / report["total_seconds"]
-    assert abs(rate - 50) <= 5, f"{rate:.1f} requests/s for 2 workers at 25/s each"
+        work = Work(url=f"{svc.url}/healthz", concurrency=2, qps=5, duration=2.0)
+        report = _load(work)
+    # A worker sends at 0, 1/qps, 2/qps, ... before the deadline: never more than this many.
+    per_worker = work.qps * work.duration + 1
+    # More than one worker's share: the limit is per worker, not shared. At 5/s a request has
+    # 200 ms before it delays the next, so even a busy machine sends more than one share.
+    assert per_worker < report["requests"] <= work.concurrency * per_worker
 
 
 def test_ctrl_c_prints_the_report_so_far() -> None:
     with run_service() as svc:
+        before = _metric(svc.url, HEAVY_CALLS)
         process = subprocess.Popen(
-            [sys.executable, "-m", "ops.cli", "load", "-z", "30s", "-c", "2", f"{svc.url}/healthz"],
+            [sys.executable, "-m", "ops.cli", "load", "-z", "30s", "-c", "2",
+             f"{svc.url}/?in=100&nap=0&processes=5"],
             cwd=ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )
-        time.sleep(1.5)
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=10)
+        )  # fmt: skip
+        try:
+            # Ctrl-C once requests arrive, when faas handles it; a fixed sleep could come before
+            # the interpreter has started on a busy machine.
+            deadline = time.monotonic() + 60
+            while _metric(svc.url, HEAVY_CALLS) == before and time.monotonic() < deadline:
+                assert process.poll() is None, process.communicate()
+                time.sleep(0.05)
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
     assert process.returncode == 0, err
     assert "Summary:" in out
     assert "Status code distribution:" in out
     total = float(re.search(r"Total:\t([0-9.]+) secs", out).group(1))  # type: ignore[union-attr]
-    assert total < 5
+    assert total < 30  # the -z 30s run was cut short
 
 
 def test_progress_line_on_a_terminal() -> None:

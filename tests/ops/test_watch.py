@@ -4,39 +4,75 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from ops import commands
+from ops import cli, commands
 from ops.requester import Work
-from tests.ops.fake_kube import running_fake_kube
+from ops.watch import Sample, Timeline, watch_pods
+from tests.ops.fake_kube import FakeKube, running_fake_kube
 from tests.utils import run_service
 
 NAMESPACE = "hackathon-pi-knative"
 SERVICE = "myfirstserverlessapp"
-SCRIPT = [  # (seconds after the start, readiness of each pod)
-    (0.4, [False, False, False]),
-    (0.8, [True, False, False]),
-    (1.2, [True, True, True]),
-    (2.6, []),
+SCRIPT = [  # (seconds after the watch connected, readiness of each pod)
+    (0.0, [False, False, False]),
+    (0.4, [True, False, False]),
+    (0.8, [True, True, True]),
+    (2.2, []),
 ]
+# One sample per event: pods appear, become ready one by one, then are deleted.
+TIMELINE = [(0, 0), (0, 1), (0, 2), (0, 3), (1, 3), (2, 3), (3, 3), (2, 2), (1, 1), (0, 0)]
 
 
-def _drive(fake: object, started: float) -> threading.Thread:
+def _drive(fake: FakeKube) -> threading.Thread:
+    """Play SCRIPT once the watch has connected, so that it sees every step as an event."""
+
     def play() -> None:
+        if not fake.watched.wait(60):
+            return  # the timeline assertions then say what was missed
+        started = time.perf_counter()
         for at, ready in SCRIPT:
             time.sleep(max(0.0, started + at - time.perf_counter()))
-            fake.set_pods(ready)  # type: ignore[attr-defined]
+            fake.set_pods(ready)
 
     thread = threading.Thread(target=play)
     thread.start()
     return thread
 
 
+@pytest.fixture
+def ctrl_c_back_at_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Press Ctrl-C, as a user would, once the watch has seen the pods come and go.
+
+    Stopping on what was seen, not after a fixed time, keeps the tests exact on a busy machine.
+    """
+    seen_pods = False
+
+    async def watch_then_ctrl_c(
+        *args: Any, on_sample: Callable[[Sample], None] | None = None, **kwargs: Any
+    ) -> Timeline:
+        def observe(sample: Sample) -> None:
+            nonlocal seen_pods
+            if on_sample is not None:
+                on_sample(sample)
+            if seen_pods and sample.total == 0:
+                signal.raise_signal(signal.SIGINT)
+            seen_pods = seen_pods or sample.total > 0
+
+        return await watch_pods(*args, on_sample=observe, **kwargs)
+
+    monkeypatch.setattr(commands, "watch_pods", watch_then_ctrl_c)
+
+
+@pytest.mark.usefixtures("ctrl_c_back_at_zero")
 def test_load_with_watch_records_the_timeline_summary_and_plot(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -47,34 +83,27 @@ def test_load_with_watch_records_the_timeline_summary_and_plot(
         monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
         out = io.StringIO()
         work = Work(url=f"{svc.url}/?in=10000&nap=0&processes=50", concurrency=2, duration=2.0)
-        driver = _drive(fake, time.perf_counter())
+        driver = _drive(fake)
         plot = tmp_path / "scaling.png"
+        started = time.perf_counter()
         code = commands.run_load(
-            work=work, as_json=True, watch=SERVICE, namespace=None, watch_after=1.5,
+            work=work, as_json=True, watch=SERVICE, namespace=None, watch_after=60.0,
             plot_path=plot, out=out, err=io.StringIO(),
         )  # fmt: skip
+        elapsed = time.perf_counter() - started
         driver.join()
     assert code == 0
     document = json.loads(out.getvalue())
-    timeline = [(s["ready"], s["total"]) for s in document["replicas"]["timeline"]]
-    # One sample per event: pods appear, become ready one by one, then are deleted.
-    assert timeline == [
-        (0, 0),
-        (0, 1),
-        (0, 2),
-        (0, 3),
-        (1, 3),
-        (2, 3),
-        (3, 3),
-        (2, 2),
-        (1, 1),
-        (0, 0),
-    ]
+    samples = document["replicas"]["timeline"]
+    assert [(s["ready"], s["total"]) for s in samples] == TIMELINE
     summary = document["replicas"]["summary"]
     assert summary["peak_ready"] == 3
     assert summary["peak_pods"] == 3
-    assert 0.7 <= summary["first_ready_seconds"] <= 1.2
-    assert 2.5 <= summary["back_to_zero_seconds"] <= 3.2
+    first_ready = next(s["t"] for s in samples if s["ready"] > 0)
+    assert summary["first_ready_seconds"] == first_ready
+    assert summary["back_to_zero_seconds"] == samples[-1]["t"]
+    # Times count from the start of the command: in order, and within how long it took.
+    assert 0 < first_ready < summary["back_to_zero_seconds"] <= elapsed
     assert fake.selectors
     assert set(fake.selectors) == {f"serving.knative.dev/service={SERVICE}"}
     assert document["report"]["status_codes"] == {"200": document["report"]["requests"]}
@@ -82,21 +111,92 @@ def test_load_with_watch_records_the_timeline_summary_and_plot(
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.usefixtures("ctrl_c_back_at_zero")
 def test_faas_watch_prints_live_lines_and_the_summary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with running_fake_kube(tmp_path, NAMESPACE, SERVICE) as (fake, kubeconfig):
         monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
         out = io.StringIO()
-        started = time.perf_counter()
-        driver = _drive(fake, started)
-        stopper = threading.Timer(3.2, lambda: signal.raise_signal(signal.SIGINT))
-        stopper.start()
+        driver = _drive(fake)
         code = commands.run_watch(service=SERVICE, namespace=NAMESPACE, out=out)
         driver.join()
-    text = out.getvalue()
+    live, _, summary = out.getvalue().partition("Replica timeline (ready/pods):\n")
+    lines = re.findall(r"^ +([0-9.]+) s  ready ([0-9]+)/([0-9]+)$", live, re.MULTILINE)
     assert code == 0
-    assert "ready 3/3" in text
-    assert "Replica summary:" in text
-    assert "Peak replicas:\t3 ready, 3 pods" in text
-    assert "Back to zero:\t2." in text
+    assert [(int(ready), int(total)) for _, ready, total in lines] == TIMELINE[1:]
+    assert "Peak replicas:\t3 ready, 3 pods" in summary
+    assert f"Back to zero:\t{lines[-1][0]} s" in summary
+
+
+@pytest.mark.parametrize(
+    ("pods", "back_to_zero"),
+    [
+        ([0, 1, 0], 2.0),
+        ([0, 1, 0, 2], None),  # scaled up again: pods are running at the end
+        ([0, 1, 0, 2, 1, 0], 5.0),  # the last time it reached zero
+        ([0, 2, 1], None),
+        ([0], None),  # never above zero
+    ],
+)
+def test_back_to_zero_is_reported_only_when_the_timeline_ends_at_zero(
+    pods: list[int], back_to_zero: float | None
+) -> None:
+    timeline = Timeline()
+    for t, count in enumerate(pods):
+        timeline.add(float(t), {f"pod-{i}": True for i in range(count)})
+    assert timeline.summary()["back_to_zero_seconds"] == back_to_zero
+    out = io.StringIO()
+    commands.print_timeline(timeline, out)
+    shown = "not observed" if back_to_zero is None else f"{back_to_zero:.1f} s"
+    assert f"Back to zero:\t{shown}\n" in out.getvalue()
+
+
+def _unreadable_kubeconfig(tmp_path: Path, kind: str) -> tuple[Path, str]:
+    """A kubeconfig path of the given kind and the reason faas should give for it."""
+    path = tmp_path / "kubeconfig"
+    if kind == "missing":
+        return path, "no such file"
+    if kind == "not YAML":
+        path.write_text("clusters: [\n")
+        return path, "not YAML: "
+    path.write_text("- just\n- a list\n")
+    return path, "not a kubeconfig"
+
+
+@pytest.mark.parametrize("kind", ["missing", "not YAML", "not a kubeconfig"])
+def test_watch_with_an_unreadable_kubeconfig_is_one_line_and_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    path, reason = _unreadable_kubeconfig(tmp_path, kind)
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    assert cli.main(["watch", SERVICE]) == commands.FAILED != 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    [line] = captured.err.splitlines()
+    assert line.startswith(f"faas: watch: cannot read kubeconfig {path}: {reason}")
+
+
+def test_load_with_an_unreadable_kubeconfig_prints_the_report_then_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, reason = _unreadable_kubeconfig(tmp_path, "missing")
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    plot = tmp_path / "load.png"
+    with run_service() as svc:
+        started = time.perf_counter()
+        code = cli.main(["load", "-n", "20", "-c", "2", "--watch", SERVICE, "--watch-after", "60",
+                         "--plot", str(plot), f"{svc.url}/healthz"])  # fmt: skip
+        elapsed = time.perf_counter() - started
+    captured = capsys.readouterr()
+    assert code == commands.WATCH_FAILED != 0
+    assert "Summary:" in captured.out
+    assert "Latency distribution:" in captured.out
+    assert "[200]\t20 responses" in captured.out
+    assert "Replica" not in captured.out
+    assert captured.err.splitlines() == [
+        f"plot written to {plot}",
+        f"faas: watch: cannot read kubeconfig {path}: {reason}",
+    ]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert elapsed < 60, "it waited --watch-after for a watch that had failed"
