@@ -26,6 +26,9 @@ def test_every_declared_key_has_type_default_and_description() -> None:
     for key, spec in declared().items():
         assert {"type", "default", "description"} <= set(spec), key
         assert spec["type"] in ("string", "integer", "boolean", "array"), key
+        # The engine refuses a stack whose value of a `secret: true` key is plain text, and a
+        # default is plain text: such a key would have to be set in every stack.
+        assert not spec.get("secret"), key
 
 
 def test_the_program_reads_every_declared_key(monkeypatch: pytest.MonkeyPatch) -> None:
