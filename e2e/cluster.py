@@ -292,7 +292,7 @@ class Cluster:
 
     def _preflight(self) -> None:
         netns.require_root()
-        for name in [t.name for t in tools.TOOLS_LIST]:
+        for name in tools.CLUSTER_TOOLS:
             try:
                 tools.path(name)
             except tools.ToolError as error:

@@ -18,6 +18,7 @@ import sys
 import time
 from dataclasses import dataclass
 from functools import cache
+from importlib import resources
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +39,11 @@ class Tool:
     package: str  # the main package built
     source: str  # the upstream module whose version the tool is
     version_args: tuple[str, ...] = ()  # arguments that make it print its version, if any
+    cluster: bool = True  # the control plane needs it (else it is one of the Pulumi tools)
 
+
+K8S_PROVIDER = "github.com/pulumi/pulumi-kubernetes/provider/v4"
+PULUMI_SDK = "github.com/pulumi/pulumi/sdk/v3"
 
 TOOLS_LIST = (
     Tool("etcd", "kubernetes", "go.etcd.io/etcd/server/v3", "go.etcd.io/etcd/server/v3",
@@ -60,7 +65,12 @@ TOOLS_LIST = (
          "knative.dev/serving"),
     Tool("knative-queue", "knative", "knative.dev/serving/cmd/queue", "knative.dev/serving"),
     Tool("pause", "pause", "myfirstserverlessapp/tools/pause", "myfirstserverlessapp/tools/pause"),
+    Tool("pulumi", "pulumi", "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi",
+         "github.com/pulumi/pulumi/pkg/v3", ("version",), cluster=False),
+    Tool("pulumi-resource-kubernetes", "pulumi-kubernetes",
+         f"{K8S_PROVIDER}/cmd/pulumi-resource-kubernetes", K8S_PROVIDER, cluster=False),
 )  # fmt: skip
+CLUSTER_TOOLS = tuple(t.name for t in TOOLS_LIST if t.cluster)
 
 
 def go_env() -> dict[str, str]:
@@ -123,7 +133,52 @@ def _ldflags(tool: Tool) -> str:
         }
         for package in ("k8s.io/client-go/pkg/version", "k8s.io/component-base/version"):
             flags += [f"-X {package}.{key}={value}" for key, value in values.items()]
+    elif tool.source == "github.com/pulumi/pulumi/pkg/v3":
+        flags.append(f"-X {PULUMI_SDK}/go/common/version.Version={pinned(tool)}")
+    elif tool.source == K8S_PROVIDER:
+        # As its Makefile does; the version is the one the Python SDK asks the engine for.
+        flags.append(f"-X {K8S_PROVIDER}/pkg/version.Version={plugin_version('kubernetes')}")
     return " ".join(flags)
+
+
+def pinned(tool: Tool) -> str:
+    return module_info(tool.module, tool.source)["Version"]
+
+
+def plugin_version(name: str) -> str:
+    """The version of provider NAME that its Python SDK (uv.lock) asks the engine for."""
+    package = {"kubernetes": "pulumi_kubernetes", "docker-build": "pulumi_docker_build"}[name]
+    try:
+        metadata = json.loads(resources.files(package).joinpath("pulumi-plugin.json").read_text())
+    except (ModuleNotFoundError, FileNotFoundError) as error:
+        raise ToolError(f"{package}: not installed; run make env") from error
+    return str(metadata["version"])
+
+
+def _provider_source(tool: Tool) -> list[str]:
+    """The Kubernetes provider's source with its schema embedded, as its Makefile does: the
+    module (as go.sum pins it) copied to build/src, then its own generate.go writes
+    schema-embed.json and terraform-mapping-embed.json beside main.go. Returns the go flags that
+    build from that copy (a go.mod of our own with one replace line, so tools/ stays as pinned)."""
+    work = ROOT / "build" / "src" / tool.module
+    copy = work / "provider"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(module_dir(tool.module, tool.source), copy, copy_function=shutil.copyfile)
+    for directory, _, _ in os.walk(copy):
+        os.chmod(directory, 0o700)  # the module cache's are read-only; generate.go writes here
+    command = copy / "cmd" / "pulumi-resource-kubernetes"
+    _go(["build", "-o", str(work / "generate"), str(command / "generate.go")], tool.module)
+    generated = subprocess.run(
+        [str(work / "generate")], cwd=command, capture_output=True, text=True, check=False,
+        env=dict(os.environ, VERSION=plugin_version("kubernetes")),
+    )  # fmt: skip
+    if generated.returncode != 0:
+        raise ToolError(f"{tool.name}: generate.go: {generated.stderr.strip()}")
+    modfile = work / "go.mod"
+    pins = (TOOLS / tool.module / "go.mod").read_text()
+    modfile.write_text(f"{pins}\nreplace {tool.source} => {copy}\n")
+    shutil.copyfile(TOOLS / tool.module / "go.sum", work / "go.sum")
+    return [f"-modfile={modfile}"]
 
 
 def _stamp(tool: Tool) -> str:
@@ -150,10 +205,12 @@ def version(tool: Tool) -> str:
         return lines[0] if lines else "?"
     if tool.source == tool.package:
         return "local"
-    pinned = module_info(tool.module, tool.source)["Version"]
+    pin = pinned(tool)
     if tool.source == "knative.dev/serving":
-        return f"{tool.source} {pinned} (Knative Serving {knative_release(pinned)})"
-    return f"{tool.source} {pinned}"
+        return f"{tool.source} {pin} (Knative Serving {knative_release(pin)})"
+    if tool.source == K8S_PROVIDER:
+        return f"kubernetes {plugin_version('kubernetes')} from provider/v4 {pin}"
+    return f"{tool.source} {pin}"
 
 
 def build(tool: Tool, *, force: bool = False) -> tuple[bool, float]:
@@ -167,7 +224,9 @@ def build(tool: Tool, *, force: bool = False) -> tuple[bool, float]:
     STAMPS.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     partial = target.with_name(f".{tool.name}.partial")
-    _go(["build", "-ldflags", _ldflags(tool), "-o", str(partial), tool.package], tool.module)
+    flags = _provider_source(tool) if tool.source == K8S_PROVIDER else []
+    _go(["build", *flags, "-ldflags", _ldflags(tool), "-o", str(partial), tool.package],
+        tool.module)  # fmt: skip
     partial.replace(target)
     stamp_file.write_text(stamp)
     return True, time.monotonic() - started
@@ -180,7 +239,49 @@ def ensure(names: list[str] | None = None, *, force: bool = False, out: bool = T
         built, seconds = build(tool, force=force)
         if out:
             how = f"built in {seconds:.0f} s" if built else "up to date"
-            print(f"{tool.name:<24} {version(tool):<60} {how}", flush=True)
+            print(f"{tool.name:<26} {version(tool):<62} {how}", flush=True)
+    if any(not tool.cluster for tool in wanted) and (BIN / "pulumi").exists():
+        for line in pulumi_home():
+            if out:
+                print(line, flush=True)
+
+
+PULUMI_HOME = ROOT / "build" / "pulumi-home"
+# Beside the CLI a release ships these plain files of the SDK module (sdk/v3 at the CLI's pin).
+SDK_SCRIPTS = (
+    "python/cmd/pulumi-language-python-exec",
+    "python/dist/pulumi-resource-pulumi-python",
+)
+
+
+def pulumi_home() -> list[str]:
+    """The SDK's scripts in build/bin, and each provider installed as a plugin into
+    build/pulumi-home at the version its Python SDK asks for."""
+    sdk = module_dir("pulumi", PULUMI_SDK)
+    scripts = {Path(name).name: (sdk / name).read_text() for name in SDK_SCRIPTS}
+    for name, text in scripts.items():
+        target = BIN / name
+        if not target.exists() or target.read_text() != text:
+            target.write_text(text)
+            target.chmod(0o755)
+    lines = []
+    for name, binary in (("kubernetes", "pulumi-resource-kubernetes"),):
+        plugin = plugin_version(name)
+        installed = PULUMI_HOME / "plugins" / f"resource-{name}-v{plugin}"
+        stamp, done = (STAMPS / binary).read_text(), installed / ".mfsa-stamp"
+        if done.exists() and done.read_text() == stamp:
+            continue
+        result = subprocess.run(
+            [str(BIN / "pulumi"), "plugin", "install", "resource", name, f"v{plugin}",
+             "--file", str(BIN / binary), "--reinstall"],
+            env=dict(os.environ, PULUMI_HOME=str(PULUMI_HOME), PULUMI_SKIP_UPDATE_CHECK="true"),
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise ToolError(f"pulumi plugin install {name}: {result.stderr.strip()}")
+        done.write_text(stamp)
+        lines.append(f"plugin resource {name} v{plugin} installed into build/pulumi-home")
+    return lines
 
 
 def path(name: str) -> Path:

@@ -72,8 +72,8 @@ def test_missing_tool_is_named(tmp_path: Path) -> None:
 def test_component_that_dies_while_starting_is_named_and_everything_stops(
     tmp_path: Path,
 ) -> None:
-    for tool in tools.TOOLS_LIST:
-        (tmp_path / tool.name).symlink_to(tools.path(tool.name))
+    for name in tools.CLUSTER_TOOLS:
+        (tmp_path / name).symlink_to(tools.path(name))
     broken = tmp_path / "knative-controller"
     broken.unlink()
     broken.write_text("#!/bin/sh\necho 'controller: cannot start' >&2\nexit 3\n")
