@@ -4,7 +4,8 @@
 
 The service and the bare Starlette app run under ``--python`` (`make bench` passes a venv with
 the image's runtime dependencies only). Load comes from Debian's `hey`; without it those rows
-say so. Prints markdown tables.
+say so. The deploy times need the local control plane (`make cluster-up`) and the Pulumi tools
+(`make tools`); without them that table says so. Prints markdown tables.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from functools import partial
 from pathlib import Path
 
 from benchmarks import coldstart
+from benchmarks.deploy import deploy_times
 from benchmarks.output import average_seconds, requests_per_second, table
 from benchmarks.service_process import running_service
 
@@ -150,6 +152,7 @@ def main() -> None:
     cold_start(args.python, args.runs)
     latency_and_throughput(args.python, args.seconds)
     method_costs()
+    deploy_times()
 
 
 if __name__ == "__main__":

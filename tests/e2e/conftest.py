@@ -21,7 +21,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: next((i for i, m in enumerate(ORDER) if m in item.nodeid), 99))
 
 
-ORDER = ("test_harness_faults", "test_harness.py", "test_webhook", "test_serving")
+ORDER = ("test_harness_faults", "test_harness.py", "test_webhook", "test_serving", "test_pulumi")
 
 
 @pytest.fixture(scope="session")
