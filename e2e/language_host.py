@@ -120,9 +120,25 @@ def with_launchers(args: Sequence[str]) -> list[str]:
     return out
 
 
+# The CLI's flags that may come before the subcommand and take a separate value.
+VALUE_FLAGS = frozenset({"-s", "--stack", "-C", "--cwd", "--color", "--config-file", "-v",
+                         "--verbose", "--tracing", "--profiling", "--otel-traces",
+                         "--memprofilerate"})  # fmt: skip
+
+
 def command(args: Sequence[str]) -> str | None:
-    """The pulumi subcommand in ARGS (the first word that is not a flag)."""
-    return next((a for a in args if not a.startswith("-")), None)
+    """The pulumi subcommand in ARGS: the first word that is neither a flag nor a flag's value."""
+    after_flag = False
+    for arg in args:
+        if arg == "--":
+            return None
+        if arg.startswith("-"):
+            after_flag = arg in VALUE_FLAGS
+        elif after_flag:
+            after_flag = False
+        else:
+            return arg
+    return None
 
 
 def run(args: Sequence[str], env: dict[str, str] | None = None) -> int:

@@ -21,12 +21,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2 as httpx
 import pytest
 import yaml
 
 from e2e.cluster import free_port
+from e2e.language_host import command
 from infra.config import ConfigError, parse
 from tests.e2e.kube import ROOT, Kube, eventually
 
@@ -111,6 +113,24 @@ def stack_config(image: str, **overrides: Any) -> dict[str, Any]:
         "maxScale": 10,
         **overrides,
     }
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["up", "--yes"], "up"),
+        (["-s", "local", "preview", "--policy-pack", "policy"], "preview"),
+        (["--stack=local", "--cwd", "up", "destroy"], "destroy"),
+        (["config", "set", "colour", "up"], "config"),
+        (["--non-interactive", "-v", "9", "refresh"], "refresh"),
+        (["--", "up"], None),
+        ([], None),
+    ],
+)
+def test_the_stand_in_serves_the_program_only_to_the_commands_that_run_it(
+    args: list[str], expected: str | None
+) -> None:
+    assert command(args) == expected
 
 
 def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -220,8 +240,9 @@ def test_outputs_name_the_gateway_the_route_and_the_pushed_digest(
 ) -> None:
     outputs = stack.outputs()
     service = stack.kube.get("ksvc", NAME, "-n", NAMESPACE)
+    route = stack.kube.get("route", NAME, "-n", NAMESPACE)
     assert outputs["ingressHost"] == "127.0.0.1"
-    assert outputs["routeDomain"] == HOST
+    assert outputs["routeDomain"] == urlsplit(route["status"]["url"]).hostname == HOST
     assert outputs["url"] == service["status"]["url"] == f"http://{HOST}"
     assert outputs["imageRef"] == app_image
     repository, digest = app_image.split("@")
