@@ -6,7 +6,7 @@ The engine, the Kubernetes provider and the state are Pulumi's own (build/bin, b
 a file backend per test session). The program is served by e2e/language_host.py, the stand-in for
 the Python language host, which the Go module proxy does not serve. The image is the project's
 Dockerfile pushed to the cluster's registry by digest (imageBuild false): the docker-build
-provider cannot be built here, see the README.
+provider does not run here, see the README.
 """
 
 from __future__ import annotations
