@@ -9,61 +9,47 @@ the cluster's registry once (imageBuild false): the time is the engine's and Kna
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-
-import yaml
 
 from benchmarks.output import table
 from e2e import tools
 from e2e.cluster import Cluster
 from infra.config import stack_values
 from infra.render import render
-from tests.e2e.kube import Kube, app_image_ref
-
-NAME = "myfirstserverlessapp"
+from tests.e2e.kube import PROJECT, Kube, Stack, app_image_ref
 
 
-def _timed(command: list[str], env: dict[str, str], stdin: str | None = None) -> float:
+def _seconds(step: Callable[[], object]) -> float:
     started = time.monotonic()
-    done = subprocess.run(command, input=stdin, env=env, capture_output=True, text=True,
-                          timeout=600, check=False)  # fmt: skip
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command[:4])}: {(done.stdout + done.stderr)[-2000:]}")
+    step()
     return time.monotonic() - started
 
 
 def _kubectl_to_ready(kube: Kube, image: str, namespace: str) -> float:
     manifests = render({**stack_values("bosun"), "namespace": namespace}, image)
-    kubectl = str(tools.path("kubectl"))
-    env = {**os.environ, **kube.env}
     started = time.monotonic()
-    _timed([kubectl, "apply", "-f", "-"], env, manifests)
-    _timed([kubectl, "wait", f"ksvc/{NAME}", "-n", namespace, "--for=condition=Ready",
-            "--timeout=300s"], env)  # fmt: skip
+    kube.kubectl("apply", "-f", "-", stdin=manifests)
+    kube.kubectl("wait", f"ksvc/{PROJECT}", "-n", namespace, "--for=condition=Ready",
+                 "--timeout=300s", timeout=330)  # fmt: skip
     return time.monotonic() - started
 
 
 def _pulumi(kube: Kube, image: str, namespace: str, work: Path) -> tuple[float, float]:
-    config = {f"{NAME}:{k}": v for k, v in {**stack_values("bosun"), "namespace": namespace,
-              "imageBuild": False, "imageRef": image}.items()}  # fmt: skip
-    (work / "Pulumi.bench.yaml").write_text(yaml.safe_dump({"config": config}))
-    env = {**os.environ, **kube.env, "PULUMI_BACKEND_URL": (work / "state").as_uri(),
-           "PULUMI_CONFIG_PASSPHRASE": ""}  # fmt: skip
     (work / "state").mkdir()
-    host = [sys.executable, "-m", "e2e.language_host"]
-    stack = ["--stack", "bench", "--non-interactive", f"--config-file={work / 'Pulumi.bench.yaml'}"]
-    _timed([*host, "stack", "init", "bench", "--non-interactive"], env)
+    stack = Stack("bench", kube, work / "state", work / "Pulumi.bench.yaml")
+    stack.configure({**stack_values("bosun"), "namespace": namespace, "imageBuild": False,
+                     "imageRef": image})  # fmt: skip
+    stack.pulumi("stack", "init")
     try:
-        preview = _timed([*host, "preview", "--policy-pack", "policy", *stack], env)
-        up = _timed([*host, "up", "--yes", "--policy-pack", "policy", *stack], env)
+        preview = _seconds(lambda: stack.pulumi("preview", "--policy-pack", "policy"))
+        up = _seconds(lambda: stack.pulumi("up", "--yes", "--policy-pack", "policy", timeout=600))
     finally:
-        _timed([*host, "destroy", "--yes", *stack], env)
-        _timed([*host, "stack", "rm", "--yes", "--stack", "bench", "--non-interactive"], env)
+        stack.pulumi("destroy", "--yes", timeout=600)
+        stack.pulumi("stack", "rm", "--yes")
     return preview, up
 
 
@@ -80,20 +66,18 @@ def deploy_times(runs: int = 3) -> None:
     kube = Kube(Cluster.env())
     image = app_image_ref(kube)
     baseline, previews, ups = [], [], []
-    kubectl = str(tools.path("kubectl"))
     for run in range(runs):
         namespace = f"bench-kubectl-{run}"
         baseline.append(_kubectl_to_ready(kube, image, namespace))
-        delete = [kubectl, "delete", "namespace", namespace, "--wait=false"]
-        subprocess.run(delete, env={**os.environ, **kube.env}, capture_output=True, check=False)
+        kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
         with tempfile.TemporaryDirectory() as work:
             preview, up = _pulumi(kube, image, f"bench-pulumi-{run}", Path(work))
         previews.append(preview)
         ups.append(up)
-    base = sorted(baseline)[len(baseline) // 2]
+    base = statistics.median(baseline)
     rows = []
     for label, values in (("pulumi preview --policy-pack policy", previews),
                           ("pulumi up --yes --policy-pack policy, to Ready", ups)):  # fmt: skip
-        median = sorted(values)[len(values) // 2]
+        median = statistics.median(values)
         rows.append([label, f"{median:.2f}", f"{base:.2f}", f"{median / base:.1f}"])
     table(header, rows)

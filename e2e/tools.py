@@ -147,7 +147,7 @@ def pinned(tool: Tool) -> str:
 
 def plugin_version(name: str) -> str:
     """The version of provider NAME that its Python SDK (uv.lock) asks the engine for."""
-    package = {"kubernetes": "pulumi_kubernetes", "docker-build": "pulumi_docker_build"}[name]
+    package = "pulumi_" + name.replace("-", "_")
     try:
         metadata = json.loads(resources.files(package).joinpath("pulumi-plugin.json").read_text())
     except (ModuleNotFoundError, FileNotFoundError) as error:
@@ -265,8 +265,8 @@ def pulumi_home() -> list[str]:
             target.write_text(text)
             target.chmod(0o755)
     lines = []
-    for name, binary in (("kubernetes", "pulumi-resource-kubernetes"),):
-        plugin = plugin_version(name)
+    for name in ("kubernetes",):
+        plugin, binary = plugin_version(name), f"pulumi-resource-{name}"
         installed = PULUMI_HOME / "plugins" / f"resource-{name}-v{plugin}"
         stamp, done = (STAMPS / binary).read_text(), installed / ".mfsa-stamp"
         if done.exists() and done.read_text() == stamp:

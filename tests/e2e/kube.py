@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx2 as httpx
@@ -19,6 +21,7 @@ from e2e import tools
 from e2e.cluster import POD_LABEL, docker_client
 
 ROOT = tools.ROOT
+PROJECT = "myfirstserverlessapp"
 BASE_IMAGE = "myfirstserverlessapp-ci-base:bookworm"  # .ci/base-image's, as CI names it
 T = TypeVar("T")
 
@@ -98,6 +101,67 @@ class Kube:
         out = self.docker("ps", "--filter", f"label={POD_LABEL}", "--format",
                           f'{{{{.Label "{POD_LABEL}"}}}}').stdout  # fmt: skip
         return out.split()
+
+
+@dataclass
+class Stack:
+    """One stack of the project, driven through the pulumi CLI as a user drives it."""
+
+    name: str
+    kube: Kube
+    state: Path
+    config_file: Path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            **self.kube.env,
+            "PULUMI_BACKEND_URL": self.state.as_uri(),
+            "PULUMI_CONFIG_PASSPHRASE": "",
+            **extra,
+        }
+
+    def pulumi(
+        self, *args: str, check: bool = True, timeout: float = 300, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        """`pulumi ARGS --stack NAME` (with the stack's config file where ARGS takes one)."""
+        head, dashes, tail = _split(args)
+        words = [*head, "--stack", self.name, "--non-interactive"]
+        if args[0] in {"up", "preview", "destroy", "config"}:
+            words.append(f"--config-file={self.config_file}")
+        words += [*dashes, *tail]
+        result = subprocess.run(
+            [sys.executable, "-m", "e2e.language_host", *words],
+            cwd=ROOT,
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"pulumi {' '.join(args)} exited {result.returncode}:\n"
+                f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+            )
+        return result
+
+    def configure(self, values: dict[str, Any]) -> None:
+        """Pulumi.<stack>.yaml, as a user writes it."""
+        config = {f"{PROJECT}:{key}": value for key, value in values.items()}
+        self.config_file.write_text(yaml.safe_dump({"config": config}))
+
+    def outputs(self) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.pulumi("stack", "output", "--json").stdout)
+        return result
+
+
+def _split(args: tuple[str, ...]) -> tuple[list[str], list[str], list[str]]:
+    """ARGS before `--`, the `--` itself if present, and what follows it."""
+    if "--" not in args:
+        return list(args), [], []
+    at = args.index("--")
+    return list(args[:at]), ["--"], list(args[at + 1 :])
 
 
 def eventually(check: Callable[[], T | None], timeout: float, what: str) -> T:

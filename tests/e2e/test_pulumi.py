@@ -12,13 +12,11 @@ provider does not run here, see the README.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,78 +28,16 @@ import yaml
 from e2e.cluster import free_port
 from e2e.language_host import command
 from infra.config import ConfigError, parse
-from tests.e2e.kube import ROOT, Kube, eventually
+from tests.e2e.kube import ROOT, Kube, Stack, eventually
 
 NAME, NAMESPACE = "myfirstserverlessapp", "pulumi-e2e"
 HOST = f"{NAME}.{NAMESPACE}.example.com"
-PROJECT = "myfirstserverlessapp"
 LINES = (
     "Method A calculated the highest prime below 10000 as 9973",
     "Method B napped for 3 seconds",
     "Method C calculated pi as 3.161199 using 50 processes",
 )
 KSVC_TYPE = "kubernetes:serving.knative.dev/v1:Service"
-
-
-@dataclass
-class Stack:
-    """One stack of the project, driven through the pulumi CLI as a user drives it."""
-
-    name: str
-    kube: Kube
-    state: Path
-    config_file: Path
-
-    def env(self, **extra: str) -> dict[str, str]:
-        return {
-            **os.environ,
-            **self.kube.env,
-            "PULUMI_BACKEND_URL": self.state.as_uri(),
-            "PULUMI_CONFIG_PASSPHRASE": "",
-            **extra,
-        }
-
-    def pulumi(
-        self, *args: str, check: bool = True, timeout: float = 300, **env: str
-    ) -> subprocess.CompletedProcess[str]:
-        """`pulumi ARGS --stack NAME` (with the stack's config file where ARGS takes one)."""
-        head, dashes, tail = _split(args)
-        words = [*head, "--stack", self.name, "--non-interactive"]
-        if args[0] in {"up", "preview", "destroy", "config"}:
-            words.append(f"--config-file={self.config_file}")
-        words += [*dashes, *tail]
-        result = subprocess.run(
-            [sys.executable, "-m", "e2e.language_host", *words],
-            cwd=ROOT,
-            env=self.env(**env),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(
-                f"pulumi {' '.join(args)} exited {result.returncode}:\n"
-                f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-            )
-        return result
-
-    def configure(self, values: dict[str, Any]) -> None:
-        """Pulumi.<stack>.yaml, as a user writes it."""
-        config = {f"{PROJECT}:{key}": value for key, value in values.items()}
-        self.config_file.write_text(yaml.safe_dump({"config": config}))
-
-    def outputs(self) -> dict[str, Any]:
-        result: dict[str, Any] = json.loads(self.pulumi("stack", "output", "--json").stdout)
-        return result
-
-
-def _split(args: tuple[str, ...]) -> tuple[list[str], list[str], list[str]]:
-    """ARGS before `--`, the `--` itself if present, and what follows it."""
-    if "--" not in args:
-        return list(args), [], []
-    at = args.index("--")
-    return list(args[:at]), ["--"], list(args[at + 1 :])
 
 
 def stack_config(image: str, **overrides: Any) -> dict[str, Any]:
