@@ -44,11 +44,19 @@ def free_port() -> int:
 class RunningService:
     process: subprocess.Popen[str]
     url: str
+    terminated: bool = False
+
+    def terminate(self) -> None:
+        """SIGTERM, once, as the kubelet sends it. A second one could land while the interpreter
+        finalizes (Python has restored the default handlers then) and kill the process."""
+        if not self.terminated and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        self.terminated = True
 
     def stop(self, timeout: float = 15) -> tuple[int, str]:
-        """SIGTERM, wait, and return the exit code and what it wrote to stderr."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+        """SIGTERM (unless sent already), wait, and return the exit code and what it wrote to
+        stderr."""
+        self.terminate()
         try:
             _, stderr = self.process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

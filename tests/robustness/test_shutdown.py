@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx2 as httpx
@@ -19,7 +18,7 @@ def test_sigterm_with_eleven_requests_in_flight_loses_none() -> None:
             for _ in range(IN_FLIGHT)
         ]
         wait_in_flight(svc.url, IN_FLIGHT)
-        svc.process.send_signal(signal.SIGTERM)
+        svc.terminate()
         # Readiness fails as soon as shutdown starts: a probe's new connection is refused.
         assert refused_within(f"{svc.url}/readyz", seconds=10)
         responses = [future.result() for future in pending]

@@ -91,7 +91,7 @@ def test_sigterm_drains_in_flight_requests_flushes_spans_and_exits_0() -> None:
                 )
                 wait_in_flight(svc.url, 1)
                 signalled = time.perf_counter()
-                svc.process.send_signal(15)
+                svc.terminate()
                 assert refused_within(f"{svc.url}/healthz", seconds=10)
                 response = pending.result()
             code, stderr = svc.stop()
