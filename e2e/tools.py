@@ -43,6 +43,9 @@ class Tool:
 
 
 K8S_PROVIDER = "github.com/pulumi/pulumi-kubernetes/provider/v4"
+DOCKER_BUILD_PROVIDER = "github.com/pulumi/pulumi-docker-build"
+BUILDKIT = "github.com/moby/buildkit"
+BUILDX = "github.com/docker/buildx"
 PULUMI_SDK = "github.com/pulumi/pulumi/sdk/v3"
 
 TOOLS_LIST = (
@@ -65,11 +68,18 @@ TOOLS_LIST = (
          "knative.dev/serving"),
     Tool("knative-queue", "knative", "knative.dev/serving/cmd/queue", "knative.dev/serving"),
     Tool("pause", "pause", "myfirstserverlessapp/tools/pause", "myfirstserverlessapp/tools/pause"),
+    Tool("buildkitd", "docker-build", f"{BUILDKIT}/cmd/buildkitd", BUILDKIT, ("--version",)),
+    Tool("docker-buildx", "docker-build", f"{BUILDX}/cmd/buildx", BUILDX, ("version",)),
     Tool("pulumi", "pulumi", "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi",
          "github.com/pulumi/pulumi/pkg/v3", ("version",), cluster=False),
     Tool("pulumi-resource-kubernetes", "pulumi-kubernetes",
          f"{K8S_PROVIDER}/cmd/pulumi-resource-kubernetes", K8S_PROVIDER, cluster=False),
+    Tool("pulumi-resource-docker-build", "docker-build",
+         f"{DOCKER_BUILD_PROVIDER}/provider/cmd/pulumi-resource-docker-build",
+         DOCKER_BUILD_PROVIDER, cluster=False),
 )  # fmt: skip
+# The Pulumi providers installed as plugins into build/pulumi-home (pulumi-resource-NAME).
+PROVIDERS = ("kubernetes", "docker-build")
 CLUSTER_TOOLS = tuple(t.name for t in TOOLS_LIST if t.cluster)
 
 
@@ -138,6 +148,11 @@ def _ldflags(tool: Tool) -> str:
     elif tool.source == K8S_PROVIDER:
         # As its Makefile does; the version is the one the Python SDK asks the engine for.
         flags.append(f"-X {K8S_PROVIDER}/pkg/version.Version={plugin_version('kubernetes')}")
+    elif tool.source == DOCKER_BUILD_PROVIDER:
+        flags.append(f"-X {tool.source}/provider.Version={plugin_version('docker-build')}")
+    elif tool.source in {BUILDKIT, BUILDX}:
+        # What their Makefiles stamp: the docker-build provider reads BuildKit's version.
+        flags.append(f"-X {tool.source}/version.Version={pinned(tool)}")
     return " ".join(flags)
 
 
@@ -210,6 +225,8 @@ def version(tool: Tool) -> str:
         return f"{tool.source} {pin} (Knative Serving {knative_release(pin)})"
     if tool.source == K8S_PROVIDER:
         return f"kubernetes {plugin_version('kubernetes')} from provider/v4 {pin}"
+    if tool.source == DOCKER_BUILD_PROVIDER:
+        return f"docker-build {plugin_version('docker-build')} from {tool.source} {pin}"
     return f"{tool.source} {pin}"
 
 
@@ -239,7 +256,7 @@ def ensure(names: list[str] | None = None, *, force: bool = False, out: bool = T
         built, seconds = build(tool, force=force)
         if out:
             how = f"built in {seconds:.0f} s" if built else "up to date"
-            print(f"{tool.name:<26} {version(tool):<62} {how}", flush=True)
+            print(f"{tool.name:<30} {version(tool):<62} {how}", flush=True)
     if any(not tool.cluster for tool in wanted) and (BIN / "pulumi").exists():
         for line in pulumi_home():
             if out:
@@ -265,7 +282,7 @@ def pulumi_home() -> list[str]:
             target.write_text(text)
             target.chmod(0o755)
     lines = []
-    for name in ("kubernetes",):
+    for name in PROVIDERS:
         plugin, binary = plugin_version(name), f"pulumi-resource-{name}"
         installed = PULUMI_HOME / "plugins" / f"resource-{name}-v{plugin}"
         stamp, done = (STAMPS / binary).read_text(), installed / ".mfsa-stamp"
