@@ -3,10 +3,12 @@
 One object owns every process, as controller-runtime's envtest does: etcd, kube-apiserver,
 kube-controller-manager and kube-scheduler from Kubernetes; Knative Serving's webhook,
 controller, autoscaler and activator (each in a network namespace of its own, as a pod would be);
-dockerd and a registry; and two stand-ins for what cannot run here, the kubelet (e2e/kubelet.py)
-and the Istio gateway's Envoy (e2e/gateway.py). `up` starts them in order, waits until each is
-ready, prints its time to ready and memory, writes build/cluster/env and leaves them running;
-`down` stops each by its PID and removes the state.
+dockerd, a registry and BuildKit's daemon (the buildx builder the docker-build provider uses); and
+two stand-ins for what cannot run here, the kubelet (e2e/kubelet.py) and the Istio gateway's Envoy
+(e2e/gateway.py). `up` starts them in order, waits until each is ready, prints its time to ready
+and memory, writes build/cluster/env and leaves them running; `down` stops each by its PID and
+removes the state. `stop registry` and `start registry` take the registry away and bring it back
+(a fault for the end-to-end tests).
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ ROOT = tools.ROOT
 STATE = ROOT / "build" / "cluster"
 LOGS = ROOT / "build" / "cluster-logs"
 DOCKER_DATA = ROOT / "build" / "docker"  # the node's image store: kept across clusters
+BUILDKIT_DATA = ROOT / "build" / "buildkit"  # BuildKit's cache: kept across clusters
+DOCKER_CONFIG = STATE / "docker-config"  # the docker and buildx clients' configuration
+BUILDER = "local"  # the buildx builder: BuildKit's daemon, the current builder in DOCKER_CONFIG
 RUN = Path("/run/mfsa")  # sockets: a short path (unix socket paths are limited to 108 bytes)
 ENV_FILE = STATE / "env"
 STATE_FILE = STATE / "state.json"
@@ -58,6 +63,7 @@ PAUSE_IMAGE = "mfsa/pause:local"
 # network namespace of its own at a fixed address (the pods' range starts at .32).
 KNATIVE_COMPONENTS = {"webhook": 5, "controller": 2, "autoscaler": 3, "activator": 4}
 START_TIMEOUT = 120.0
+RESTARTABLE = ("registry",)  # what `stop NAME` and `start NAME` act on
 
 
 class ClusterError(RuntimeError):
@@ -220,16 +226,48 @@ class Cluster:
 
     @staticmethod
     def env() -> dict[str, str]:
-        """KUBECONFIG, DOCKER_HOST, REGISTRY and GATEWAY of the running cluster."""
+        """KUBECONFIG, DOCKER_HOST, DOCKER_CONFIG, REGISTRY and GATEWAY of the running cluster."""
         state = State.load()
         if state is None or not ENV_FILE.exists():
             raise ClusterError("no local cluster is running: run make cluster-up")
         return {
             "KUBECONFIG": str(STATE / "kubeconfig"),
             "DOCKER_HOST": state.docker_host,
+            "DOCKER_CONFIG": str(DOCKER_CONFIG),
             "REGISTRY": f"127.0.0.1:{state.ports['registry']}",
             "GATEWAY": f"127.0.0.1:{state.ports['gateway']}",
         }
+
+    @classmethod
+    def attach(cls, out: Callable[[str], None] = print) -> Cluster:
+        """The cluster that `up` started (in this process or another), to act on a component."""
+        state = State.load()
+        if state is None or not state.processes:
+            raise ClusterError("no local cluster is running: run make cluster-up")
+        cluster = cls(out)
+        cluster.state = state
+        return cluster
+
+    def stop_component(self, name: str) -> None:
+        """Stop component NAME (the registry) by its PID, leaving the rest running: a fault the
+        end-to-end tests inject. ``start_component`` starts it again."""
+        process = next((p for p in self.state.processes if p.name == name), None)
+        if name not in RESTARTABLE or process is None:
+            raise ClusterError(f"{name}: not a component that can be stopped and started")
+        _stop_pid(process)
+        self.out(f"stopped {name} (pid {process.pid})")
+
+    def start_component(self, name: str) -> None:
+        """Start component NAME again as `up` started it, on its port and with its storage."""
+        process = next((p for p in self.state.processes if p.name == name), None)
+        if name not in RESTARTABLE or process is None:
+            raise ClusterError(f"{name}: not a component that can be stopped and started")
+        if _alive(process):
+            self.out(f"{name} is running (pid {process.pid})")
+            return
+        {"registry": self._registry}[name]()
+        started = next(p for p in self.state.processes if p.name == name)
+        self.out(f"started {name} (pid {started.pid})")
 
     def start(self) -> None:
         """Start every component in order; on any failure stop what started, then raise."""
@@ -251,6 +289,7 @@ class Cluster:
             self._scheduler()
             self._docker()
             self._registry()
+            self._buildkit()
             self._install_knative()
             for name, host in KNATIVE_COMPONENTS.items():
                 self._knative(name, str(netns.NETWORK[host]))
@@ -269,7 +308,8 @@ class Cluster:
 
     def stop(self, *, quiet: bool = False) -> None:
         """Stop every process by its PID (the stand-ins first), then remove the state."""
-        state = self.state if self.state.processes else State.load() or self.state
+        # The state on disk: a component restarted by another Cluster object has its new PID there.
+        state = State.load() or self.state
         for process in reversed(state.processes):
             if process.name == "dockerd" and _alive(process):
                 self._clean_node(state)
@@ -300,6 +340,7 @@ class Cluster:
         _require("dockerd", "docker.io")
         _require("docker-registry", "docker-registry")
         _require("ip", "iproute2")
+        _require("runc", "runc")  # BuildKit's OCI worker runs each build step with it
         docker_client()
         self.state.ports = {
             "gateway": _port_from_env("gateway", "GATEWAY_PORT"),
@@ -353,7 +394,12 @@ class Cluster:
                 start_new_session=True,
             )
         process = Process(name, child.pid, Path(argv[0]).name, str(log))
-        self.state.processes.append(process)
+        # A restarted component keeps its place (components stop in the reverse order).
+        names = [p.name for p in self.state.processes]
+        if name in names:
+            self.state.processes[names.index(name)] = process
+        else:
+            self.state.processes.append(process)
         self.state.save()
         self._children[name] = child
         return process
@@ -540,7 +586,9 @@ class Cluster:
             [docker_client(), *args],
             input=stdin,
             capture_output=True,
-            env=dict(os.environ, DOCKER_HOST=self.state.docker_host),
+            env=dict(
+                os.environ, DOCKER_HOST=self.state.docker_host, DOCKER_CONFIG=str(DOCKER_CONFIG)
+            ),
             check=False,
         )
         result = subprocess.CompletedProcess(
@@ -574,6 +622,34 @@ class Cluster:
             "registry", [_require("docker-registry", "docker-registry"), "serve", str(config)]
         )
         self._wait(process, lambda: _get_ok(f"http://127.0.0.1:{port}/v2/"), started)
+
+    def _buildkit(self) -> None:
+        """BuildKit's daemon on the node's network, with the cluster's registry as plain HTTP,
+        and a buildx builder of the remote driver pointing at it, made the current builder in
+        DOCKER_CONFIG: the docker-build provider builds there (it refuses Docker's own builder,
+        and would otherwise start one from an image on Docker Hub)."""
+        registry = f"127.0.0.1:{self.state.ports['registry']}"
+        config = STATE / "buildkitd.toml"
+        config.write_text(
+            '[worker.oci]\n  enabled = true\n  networkMode = "host"\n'
+            "[worker.containerd]\n  enabled = false\n"
+            "[cdi]\n  disabled = true\n"
+            f"[registry.{json.dumps(registry)}]\n  http = true\n"
+        )
+        BUILDKIT_DATA.mkdir(parents=True, exist_ok=True)
+        address = f"unix://{RUN / 'buildkitd.sock'}"
+        started = time.monotonic()
+        process = self._spawn(
+            "buildkitd",
+            [str(tools.path("buildkitd")), f"--config={config}", f"--root={BUILDKIT_DATA}",
+             f"--addr={address}"],
+        )  # fmt: skip
+        self._wait(process, lambda: _unix_socket_open(RUN / "buildkitd.sock"), started)
+        plugins = DOCKER_CONFIG / "cli-plugins"
+        plugins.mkdir(parents=True, exist_ok=True)
+        (plugins / "docker-buildx").symlink_to(tools.path("docker-buildx"))
+        self.docker("buildx", "create", "--name", BUILDER, "--driver", "remote", "--use", address)
+        self.docker("buildx", "inspect", "--bootstrap", BUILDER)
 
     def _node_images(self) -> str:
         """The queue-proxy image (pushed; Knative names it in every pod) and the pause image."""
@@ -833,6 +909,7 @@ class Cluster:
         values = {
             "KUBECONFIG": str(self.kubeconfig),
             "DOCKER_HOST": self.state.docker_host,
+            "DOCKER_CONFIG": str(DOCKER_CONFIG),
             "REGISTRY": f"127.0.0.1:{self.state.ports['registry']}",
             "GATEWAY": f"127.0.0.1:{self.state.ports['gateway']}",
         }
@@ -878,6 +955,12 @@ def _gateway_service(name: str, kind: str, target: int) -> dict[str, Any]:
 
 def _load(resource: Any, document: dict[str, Any]) -> Any:
     return resource.from_dict(document)
+
+
+def _unix_socket_open(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(path))
+    return True
 
 
 def _get_ok(url: str) -> bool:
@@ -944,12 +1027,28 @@ def _status() -> int:
     return 0 if Cluster.running() else 1
 
 
+def _component(action: str, name: str) -> int:
+    cluster = Cluster.attach()
+    if action == "stop":
+        cluster.stop_component(name)
+    else:
+        cluster.start_component(name)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     commands = {"up": _up, "down": _down, "status": _status}
     parser = argparse.ArgumentParser(description="The local Knative control plane.")
-    parser.add_argument("command", choices=tuple(commands))
+    parser.add_argument("command", choices=(*commands, "stop", "start"))
+    parser.add_argument(
+        "component", nargs="?", choices=RESTARTABLE, help="with stop or start: the component"
+    )
     args = parser.parse_args(argv)
+    if (args.command in {"stop", "start"}) != (args.component is not None):
+        parser.error("stop and start take a component; up, down and status take none")
     try:
+        if args.component is not None:
+            return _component(args.command, args.component)
         return commands[args.command]()
     except (ClusterError, netns.NetworkError, tools.ToolError) as error:
         print(f"cluster: {error}", file=sys.stderr)

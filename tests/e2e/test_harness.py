@@ -8,7 +8,8 @@ import sys
 
 import httpx2 as httpx
 
-from e2e.cluster import ENV_FILE, KNATIVE_COMPONENTS
+from e2e import tools
+from e2e.cluster import BUILDER, ENV_FILE, KNATIVE_COMPONENTS
 from tests.e2e.kube import ROOT, Kube
 
 
@@ -31,11 +32,25 @@ def test_env_file_exports_what_clients_need(kube: Kube) -> None:
     assert text.startswith("export ")
     exported = dict(pair.split("=", 1) for pair in text.split()[1:])
     assert exported == kube.env
-    assert set(exported) == {"KUBECONFIG", "DOCKER_HOST", "REGISTRY", "GATEWAY"}
+    assert set(exported) == {"KUBECONFIG", "DOCKER_HOST", "DOCKER_CONFIG", "REGISTRY", "GATEWAY"}
     assert exported["REGISTRY"].startswith("127.0.0.1:")
     assert exported["GATEWAY"].startswith("127.0.0.1:")
     assert httpx.get(f"http://{exported['REGISTRY']}/v2/", timeout=5).status_code == 200
     assert kube.docker("version").returncode == 0
+
+
+def test_the_current_buildx_builder_is_buildkits_daemon(kube: Kube) -> None:
+    """What the docker-build provider builds with: BuildKit at the pinned version, through the
+    remote driver (the provider refuses Docker's own builder)."""
+    fields: dict[str, str] = {}  # the builder's, then its node's: the first of each name
+    for line in kube.docker("buildx", "inspect").stdout.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    assert fields["Name"] == BUILDER
+    assert fields["Driver"] == "remote"
+    assert fields["Status"] == "running"
+    buildkitd = next(tool for tool in tools.TOOLS_LIST if tool.name == "buildkitd")
+    assert fields["BuildKit version"] == tools.pinned(buildkitd)
 
 
 def test_istio_ingress_gateway_has_the_loopback_load_balancer(kube: Kube) -> None:
@@ -50,7 +65,7 @@ def test_status_lists_every_component_running(kube: Kube) -> None:
     names = {line.split()[0] for line in status.stdout.splitlines()}
     assert {f"knative-{name}" for name in KNATIVE_COMPONENTS} <= names
     assert {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "dockerd",
-            "registry", "kubelet-standin", "gateway-standin"} <= names  # fmt: skip
+            "registry", "buildkitd", "kubelet-standin", "gateway-standin"} <= names  # fmt: skip
     assert "NOT RUNNING" not in status.stdout
 
 
