@@ -135,6 +135,10 @@ class ServerlessApp(pulumi.ComponentResource):
             platforms=[docker_build.Platform(image.platform)],
             tags=[manifest.pushed_tag(config, pulumi.get_stack())],
             push=True,
+            # A preview plans and checks the policies; `up` builds. (The provider's default
+            # builds on every preview, and v0.0.22 then skips it anyway, warning that inputs are
+            # unknown when none are.)
+            build_on_preview=False,
             registries=registries,
             opts=child,
         )

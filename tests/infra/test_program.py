@@ -122,6 +122,7 @@ def test_bosun_container_runs_the_built_image_by_digest_with_probes_and_limits()
         )
         (image,) = program.mocks.of_type("docker-build:index:Image")
         assert image.inputs["push"] is True
+        assert image.inputs["buildOnPreview"] is False
         assert image.inputs["buildArgs"] == {"BASE_IMAGE": "python:3.11-slim-bookworm"}
         assert image.inputs["tags"] == [f"{REPOSITORY}:bosun"]
         assert image.inputs["dockerfile"]["location"].endswith("/Dockerfile")
