@@ -7,7 +7,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -39,6 +40,16 @@ class Kube:
     def registry(self) -> str:
         return self.env["REGISTRY"]
 
+    @contextmanager
+    def stopped(self, component: str) -> Iterator[None]:
+        """COMPONENT of the cluster stopped for the block, then started again, as a user does it
+        (`python -m e2e.cluster stop|start COMPONENT`: the cluster's processes are not ours)."""
+        self.run(sys.executable, "-m", "e2e.cluster", "stop", component)
+        try:
+            yield
+        finally:
+            self.run(sys.executable, "-m", "e2e.cluster", "start", component)
+
     @cached_property
     def client(self) -> Client:
         return Client(config=KubeConfig.from_file(self.env["KUBECONFIG"]), field_manager="e2e")
@@ -52,6 +63,7 @@ class Kube:
             capture_output=True,
             text=True,
             env={**os.environ, **self.env},
+            cwd=ROOT,
             timeout=timeout,
             check=False,
         )
@@ -175,13 +187,29 @@ def eventually(check: Callable[[], T | None], timeout: float, what: str) -> T:
         time.sleep(0.2)
 
 
-def app_image_ref(kube: Kube) -> str:
-    """Build the Dockerfile on the CI base (made once per machine) and push it by digest."""
-    if "app" in kube.images:
-        return kube.images["app"]
+def _local_base(kube: Kube) -> None:
+    """The CI base image in the node's docker (made once per machine, by .ci/base-image)."""
     if kube.docker("image", "inspect", BASE_IMAGE, check=False).returncode != 0:
         kube.run("env", f"DOCKER={docker_client()}", str(ROOT / ".ci" / "base-image"), BASE_IMAGE,
                  timeout=600)  # fmt: skip
+
+
+def base_image_ref(kube: Kube) -> str:
+    """The CI base image pushed to the cluster's registry, where BuildKit pulls it from."""
+    if "base" not in kube.images:
+        _local_base(kube)
+        tag = f"{kube.registry}/{BASE_IMAGE}"
+        kube.docker("tag", BASE_IMAGE, tag)
+        kube.docker("push", tag)
+        kube.images["base"] = tag
+    return kube.images["base"]
+
+
+def app_image_ref(kube: Kube) -> str:
+    """Build the Dockerfile on the CI base with docker and push it by digest."""
+    if "app" in kube.images:
+        return kube.images["app"]
+    _local_base(kube)
     tag = f"{kube.registry}/myfirstserverlessapp:e2e"
     kube.docker("build", "--network", "host", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
                 "--tag", tag, str(ROOT))  # fmt: skip

@@ -1,12 +1,12 @@
 """The Pulumi program through the real engine on the local control plane: preview with the policy
-pack enforced, up until Knative reports Ready, stack outputs that feed curl and faas, an update
-that makes a new revision, a traffic split, config errors, a dead cluster, and destroy.
+pack enforced, up that builds and pushes the image and returns when Knative reports Ready, stack
+outputs that feed curl and faas, an update that makes a new revision, a traffic split, config
+errors, a dead cluster, a stopped registry, and destroy.
 
-The engine, the Kubernetes provider and the state are Pulumi's own (build/bin, build/pulumi-home,
-a file backend per test session). The program is served by e2e/language_host.py, the stand-in for
-the Python language host, which the Go module proxy does not serve. The image is the project's
-Dockerfile pushed to the cluster's registry by digest (imageBuild false): the docker-build
-provider does not run here, see the README.
+The engine, the Kubernetes and docker-build providers and the state are Pulumi's own (build/bin,
+build/pulumi-home, a file backend per test session); the image is built by the cluster's BuildKit
+and pushed to its registry. The program is served by e2e/language_host.py, the stand-in for the
+Python language host, which the Go module proxy does not serve.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import yaml
 from e2e.cluster import free_port
 from e2e.language_host import command
 from infra.config import ConfigError, parse
-from tests.e2e.kube import ROOT, Kube, Stack, eventually
+from tests.e2e.kube import ROOT, Kube, Stack, base_image_ref, eventually
 
 NAME, NAMESPACE = "myfirstserverlessapp", "pulumi-e2e"
 HOST = f"{NAME}.{NAMESPACE}.example.com"
@@ -38,17 +38,45 @@ LINES = (
     "Method C calculated pi as 3.161199 using 50 processes",
 )
 KSVC_TYPE = "kubernetes:serving.knative.dev/v1:Service"
+IMAGE_TYPE = "docker-build:index:Image"
+# An image, or an index of images (BuildKit's, with its provenance attestation).
+MANIFEST_TYPES = (
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+)
+# What the engine and the SDK add when a resource fails during an update.
+ENGINE_ERRORS = {"error: update failed", "error: Resource monitor has terminated, shutting down"}
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # how the engine shows a value not yet known
 
 
-def stack_config(image: str, **overrides: Any) -> dict[str, Any]:
+def built_config(kube: Kube, **overrides: Any) -> dict[str, Any]:
+    """The stack's config: Pulumi.bosun.yaml's settings, building the image into the cluster's
+    registry on the CI base image (the default base comes from Docker Hub)."""
     return {
         "namespace": NAMESPACE,
-        "imageBuild": False,
-        "imageRef": image,
+        "imageBuild": True,
+        "imageRepository": f"{kube.registry}/{NAMESPACE}/{NAME}",
+        "baseImage": base_image_ref(kube),
         "autoscalingTarget": "1",
         "maxScale": 10,
         **overrides,
     }
+
+
+def prebuilt_config(image: str, **overrides: Any) -> dict[str, Any]:
+    """A stack that deploys an image pushed before, by digest (imageBuild false)."""
+    return {"namespace": NAMESPACE, "imageBuild": False, "imageRef": image, **overrides}
+
+
+def unknown_paths(value: Any, path: str = "") -> list[str]:
+    """The paths in ``value`` (a resource's inputs in a preview) whose value is not yet known."""
+    if isinstance(value, dict):
+        return [p for key, item in value.items() for p in unknown_paths(item, f"{path}.{key}")]
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in unknown_paths(item, f"{path}.{i}")]
+    return [path] if value == UNKNOWN else []
 
 
 @pytest.mark.parametrize(
@@ -79,31 +107,50 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def stack(kube: Kube, app_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("pulumi")
     (work / "state").mkdir()
     made = Stack("e2e", kube, work / "state", work / "Pulumi.e2e.yaml")
     made.pulumi("stack", "init")
-    made.configure(stack_config(app_image))
+    made.configure(built_config(kube))
+    # The tag an earlier run on this cluster pushed: the run starts from nothing.
+    repository = built_config(kube)["imageRepository"]
+    if digest := registry_digest(repository, "e2e"):
+        url = f"http://{repository.replace('/', '/v2/', 1)}/manifests/{digest}"
+        assert httpx.delete(url).status_code == 202
     yield made
     if made.pulumi("stack", "ls", "--json").stdout.count('"e2e"'):
         made.pulumi("destroy", "--yes", check=False, timeout=600)
         made.pulumi("stack", "rm", "--yes", "--force", check=False)
 
 
-def test_preview_plans_the_namespace_and_the_service_with_the_policies_enforced(
-    stack: Stack, app_image: str
-) -> None:
-    checked = stack.pulumi("preview", "--policy-pack", "policy").stdout
-    assert "✅ myfirstserverlessapp-policy@" in checked, checked
+def test_preview_plans_the_image_and_the_service_with_the_policies_enforced(stack: Stack) -> None:
+    checked = stack.pulumi("preview", "--policy-pack", "policy")
+    output = checked.stdout + checked.stderr
+    # Every policy judged the plan except the one about the digest, which the build makes.
+    assert "⚠️ myfirstserverlessapp-policy@" in output, output
+    advisories = [
+        line.split("[advisory]")[1].split()[0]
+        for line in output.splitlines()
+        if "[advisory]" in line
+    ]
+    assert advisories == ["knative-image-digest"], output
+    assert "string value at .spec.template.spec.containers.0.image can't be known" in output
+    assert "warning:" not in output, output
     plan = json.loads(stack.pulumi("preview", "--json").stdout)
     steps = {step["newState"]["type"]: step for step in plan["steps"] if "newState" in step}
-    assert {"kubernetes:core/v1:Namespace", KSVC_TYPE} <= set(steps)
-    assert all(steps[t]["op"] == "create" for t in ("kubernetes:core/v1:Namespace", KSVC_TYPE))
+    assert {"kubernetes:core/v1:Namespace", IMAGE_TYPE, KSVC_TYPE} <= set(steps)
+    assert {steps[t]["op"] for t in ("kubernetes:core/v1:Namespace", IMAGE_TYPE, KSVC_TYPE)} == {
+        "create"
+    }
+    image = steps[IMAGE_TYPE]["newState"]["inputs"]
+    assert image["push"] is True
+    assert image["tags"] == [f"{stack.kube.registry}/{NAMESPACE}/{NAME}:e2e"]
+    # Only the image waits for the build's digest: every other field is known, so the policies
+    # judge the Service in the preview instead of skipping it as unknown.
     service = steps[KSVC_TYPE]["newState"]["inputs"]
-    template = service["spec"]["template"]
-    assert template["spec"]["containers"][0]["image"] == app_image
-    annotations = template["metadata"]["annotations"]
+    assert unknown_paths(service) == [".spec.template.spec.containers.0.image"]
+    annotations = service["spec"]["template"]["metadata"]["annotations"]
     assert annotations["autoscaling.knative.dev/max-scale"] == "10"
 
 
@@ -123,20 +170,20 @@ def test_a_policy_violation_fails_the_preview_and_names_the_policy(stack: Stack)
     ("key", "value", "values"),
     [
         ("maxScale", "-1", {"maxScale": -1}),
-        ("imageBuild", "true", {"imageBuild": True}),
+        ("imageRepository", "", {"imageRepository": ""}),
     ],
     ids=["negative-maxScale", "build-without-repository"],
 )
 def test_a_config_error_fails_the_preview_with_the_programs_one_line(
-    stack: Stack, app_image: str, key: str, value: str, values: dict[str, Any]
+    stack: Stack, key: str, value: str, values: dict[str, Any]
 ) -> None:
     with pytest.raises(ConfigError) as expected:
-        parse({**stack_config(app_image), **values})
+        parse({**built_config(stack.kube), **values})
     stack.pulumi("config", "set", key, "--", value)
     try:
         result = stack.pulumi("preview", check=False)
     finally:
-        stack.configure(stack_config(app_image))
+        stack.configure(built_config(stack.kube))
     # The message once (the progress line and the diagnostics repeat it), and the engine's code
     # for a program that failed.
     assert one_error_line(result) == f"error: {expected.value}"
@@ -160,33 +207,49 @@ def test_a_kubeconfig_at_a_closed_port_fails_the_preview_with_one_error(
     assert warning in result.stdout + result.stderr
 
 
-def test_up_returns_when_knative_reports_the_service_ready(stack: Stack, app_image: str) -> None:
-    stack.pulumi("up", "--yes", "--policy-pack", "policy", timeout=600)
+def registry_digest(repository: str, tag: str) -> str | None:
+    """The digest the registry serves for REPOSITORY:TAG (REPOSITORY names its registry), or
+    None if it has no such tag."""
+    manifest = httpx.head(
+        f"http://{repository.replace('/', '/v2/', 1)}/manifests/{tag}",
+        headers={"Accept": ", ".join(MANIFEST_TYPES)},
+    )
+    if manifest.status_code == 404:
+        return None
+    assert manifest.status_code == 200, manifest.text
+    return manifest.headers["Docker-Content-Digest"]
+
+
+def test_up_builds_and_pushes_the_image_and_returns_when_knative_reports_ready(
+    stack: Stack,
+) -> None:
+    repository = f"{stack.kube.registry}/{NAMESPACE}/{NAME}"
+    assert registry_digest(repository, "e2e") is None
+    stack.pulumi("up", "--yes", "--policy-pack", "policy", timeout=900)
+    # The docker-build provider built the Dockerfile with the cluster's BuildKit and pushed it.
+    digest = registry_digest(repository, "e2e")
+    assert digest is not None
     # No waiting here: pulumi.com/waitFor made `up` wait for Knative's own Ready condition.
     service = stack.kube.get("ksvc", NAME, "-n", NAMESPACE)
     conditions = {c["type"]: c["status"] for c in service["status"]["conditions"]}
     assert conditions["Ready"] == "True", service["status"]
-    assert service["spec"]["template"]["spec"]["containers"][0]["image"] == app_image
+    # Pinned by digest, as Knative's webhook received it.
+    assert service["spec"]["template"]["spec"]["containers"][0]["image"] == f"{repository}@{digest}"
     namespace = stack.kube.get("namespace", NAMESPACE)
     assert namespace["metadata"]["labels"]["istio-injection"] == "enabled"
 
 
-def test_outputs_name_the_gateway_the_route_and_the_pushed_digest(
-    stack: Stack, app_image: str
-) -> None:
+def test_outputs_name_the_gateway_the_route_and_the_pushed_digest(stack: Stack) -> None:
     outputs = stack.outputs()
     service = stack.kube.get("ksvc", NAME, "-n", NAMESPACE)
     route = stack.kube.get("route", NAME, "-n", NAMESPACE)
     assert outputs["ingressHost"] == "127.0.0.1"
     assert outputs["routeDomain"] == urlsplit(route["status"]["url"]).hostname == HOST
     assert outputs["url"] == service["status"]["url"] == f"http://{HOST}"
-    assert outputs["imageRef"] == app_image
-    repository, digest = app_image.split("@")
-    manifest = httpx.head(
-        f"http://{repository.replace('/', '/v2/', 1)}/manifests/e2e",
-        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
-    )
-    assert manifest.headers["Docker-Content-Digest"] == digest
+    repository, digest = outputs["imageRef"].split("@")
+    assert repository == f"{stack.kube.registry}/{NAMESPACE}/{NAME}"
+    assert registry_digest(repository, "e2e") == digest
+    assert service["spec"]["template"]["spec"]["containers"][0]["image"] == outputs["imageRef"]
 
 
 def test_the_curl_output_answers_the_original_lines(stack: Stack) -> None:
@@ -240,6 +303,40 @@ def test_a_config_change_makes_a_new_revision_and_a_split_serves_both(stack: Sta
     assert {target.get("tag") for target in traffic} == {"stable", "canary"}
 
 
+def image_urn(stack: Stack) -> str:
+    exported = json.loads(stack.pulumi("stack", "export").stdout)["deployment"]
+    return str(next(r["urn"] for r in exported["resources"] if r["type"] == IMAGE_TYPE))
+
+
+def test_a_stopped_registry_fails_the_build_with_one_error_and_loses_nothing(
+    stack: Stack,
+) -> None:
+    before = stack.outputs()
+    serving = stack.kube.get("ksvc", NAME, "-n", NAMESPACE)["status"]
+    urn = image_urn(stack)  # replaced: a build and a push, as a changed Dockerfile would make
+    with stack.kube.stopped("registry"):
+        result = stack.pulumi("up", "--yes", "--replace", urn, check=False, timeout=900)
+        # The build's one error names the registry and the cause; the rest is the engine
+        # reporting that the update stopped.
+        errors = one_error_line(result).splitlines()
+        causes = [e for e in errors if e not in ENGINE_ERRORS]
+        assert len(causes) == 1, errors
+        assert f"dial tcp {stack.kube.registry}: connect: connection refused" in causes[0]
+        assert result.returncode != 0
+        # Nothing lost: no half-done operation in the state, the outputs as they were, and the
+        # Service still answering with the revisions it had.
+        exported = json.loads(stack.pulumi("stack", "export").stdout)["deployment"]
+        assert not exported.get("pending_operations")
+        assert stack.outputs() == before
+        assert stack.kube.get("ksvc", NAME, "-n", NAMESPACE)["status"] == serving
+        assert revision_served(stack.kube) in {t["revisionName"] for t in serving["traffic"]}
+    stack.pulumi("up", "--yes", "--replace", urn, timeout=900)
+    repository, digest = stack.outputs()["imageRef"].split("@")
+    assert registry_digest(repository, "e2e") == digest
+    stack.pulumi("preview", "--expect-no-changes")
+    assert revision_served(stack.kube).startswith(f"{NAME}-")
+
+
 def test_destroy_removes_the_namespace_and_the_revisions_containers(stack: Stack) -> None:
     pods = stack.kube.get("pods", "-n", NAMESPACE)["items"]
     uids = {pod["metadata"]["uid"] for pod in pods}
@@ -261,7 +358,7 @@ def test_an_existing_namespace_keeps_living_without_the_label(
         (tmp_path / "state").mkdir()
         other = Stack("existing", kube, tmp_path / "state", tmp_path / "Pulumi.existing.yaml")
         other.pulumi("stack", "init")
-        other.configure(stack_config(app_image, namespace=namespace, createNamespace=False))
+        other.configure(prebuilt_config(app_image, namespace=namespace, createNamespace=False))
         other.pulumi("up", "--yes", timeout=600)
         labels = kube.get("namespace", namespace)["metadata"].get("labels", {})
         assert labels.get("istio-injection") == "enabled"
