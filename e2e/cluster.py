@@ -1038,7 +1038,9 @@ def _component(action: str, name: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     commands = {"up": _up, "down": _down, "status": _status}
-    parser = argparse.ArgumentParser(description="The local Knative control plane.")
+    parser = argparse.ArgumentParser(
+        prog="python -m e2e.cluster", description="The local Knative control plane."
+    )
     parser.add_argument("command", choices=(*commands, "stop", "start"))
     parser.add_argument(
         "component", nargs="?", choices=RESTARTABLE, help="with stop or start: the component"

@@ -88,3 +88,25 @@ def test_component_that_dies_while_starting_is_named_and_everything_stops(
     # The components before it were up: every one of them is stopped again.
     assert "knative install" in result.stdout
     assert_nothing_left(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["start", "registry"], 1, "cluster: no local cluster is running: run make cluster-up"),
+        (["stop"], 2, "stop and start take a component; up, down and status take none"),
+        (["up", "registry"], 2, "stop and start take a component; up, down and status take none"),
+        (["stop", "etcd"], 2, "invalid choice: 'etcd' (choose from 'registry')"),
+    ],
+)
+def test_stop_and_start_take_a_restartable_component_of_a_running_cluster(
+    args: list[str], code: int, message: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "e2e.cluster", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == code
+    assert message in result.stderr.splitlines()[-1]
+    assert "Traceback" not in result.stderr
+    assert_nothing_left()
