@@ -168,6 +168,20 @@ def _stop_pid(process: Process, timeout: float = 15) -> None:
             os.waitpid(process.pid, 0)
 
 
+def mounts_below(root: Path) -> list[Path]:
+    """The mount points at or below ``root``, in the order they were mounted."""
+    lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    return [p for p in (Path(line.split()[4]) for line in lines) if p.is_relative_to(root)]
+
+
+def _unmount_below(root: Path) -> None:
+    """Detach every mount below ``root``, innermost first. dockerd bind-mounts the host's network
+    namespace at <exec-root>/netns/default for the first host-network container and leaves it
+    mounted when it exits."""
+    for target in reversed(mounts_below(root)):
+        subprocess.run(["umount", "--lazy", str(target)], capture_output=True, check=False)
+
+
 def docker_client() -> str:
     """Debian's docker client (it builds with BuildKit), else whichever is on PATH."""
     if Path("/usr/bin/docker").exists():
@@ -322,6 +336,7 @@ class Cluster:
             netns.delete(name)
         netns.delete_bridge()
         shutil.rmtree(STATE, ignore_errors=True)
+        _unmount_below(RUN)
         shutil.rmtree(RUN, ignore_errors=True)
         self.state = State()
         if self._client is not None:

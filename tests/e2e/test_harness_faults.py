@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from e2e import netns, tools
-from e2e.cluster import RUN, STATE, Cluster
+from e2e.cluster import PAUSE_IMAGE, RUN, STATE, Cluster, docker_client, mounts_below
 from tests.e2e.kube import ROOT
 
 pytestmark = pytest.mark.skipif(
@@ -47,6 +47,8 @@ def leftovers(*markers: str) -> list[str]:
 def assert_nothing_left(*markers: str) -> None:
     assert leftovers(*markers) == []
     assert not STATE.exists()
+    assert mounts_below(RUN) == []
+    assert not RUN.exists()
     assert netns.owned() == []
     assert netns.ip("link", "show", netns.BRIDGE, check=False).returncode != 0
 
@@ -88,6 +90,24 @@ def test_component_that_dies_while_starting_is_named_and_everything_stops(
     # The components before it were up: every one of them is stopped again.
     assert "knative install" in result.stdout
     assert_nothing_left(str(tmp_path))
+
+
+def test_down_after_a_host_network_container_leaves_nothing_mounted() -> None:
+    started = up()
+    assert started.returncode == 0, started.stderr
+    try:
+        docker = [docker_client(), "--host", Cluster.env()["DOCKER_HOST"]]
+        run = [*docker, "run", "--detach", "--network", "host", PAUSE_IMAGE]
+        container = subprocess.run(run, capture_output=True, text=True, timeout=60, check=True)
+        subprocess.run([*docker, "rm", "--force", container.stdout.strip()], capture_output=True,
+                       timeout=60, check=True)  # fmt: skip
+        # What a build with the host's network leaves: dockerd's mount of that namespace.
+        assert mounts_below(RUN / "exec") != []
+    finally:
+        down = subprocess.run([sys.executable, "-m", "e2e.cluster", "down"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert down.returncode == 0, down.stderr
+    assert_nothing_left()
 
 
 @pytest.mark.parametrize(
