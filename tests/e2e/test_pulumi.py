@@ -30,6 +30,8 @@ from e2e.language_host import command
 from infra.config import ConfigError, parse
 from tests.e2e.kube import ROOT, Kube, Stack, base_image_ref, eventually
 
+pytestmark = pytest.mark.e2e
+
 NAME, NAMESPACE = "myfirstserverlessapp", "pulumi-e2e"
 HOST = f"{NAME}.{NAMESPACE}.example.com"
 LINES = (
