@@ -78,8 +78,10 @@ class Kube:
             str(tools.path("kubectl")), *args, stdin=stdin, check=check, timeout=timeout
         )
 
-    def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.run(docker_client(), *args, check=check, timeout=600)
+    def docker(
+        self, *args: str, check: bool = True, timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
+        return self.run(docker_client(), *args, check=check, timeout=timeout)
 
     def apply(self, documents: list[dict[str, Any]], *, dry_run: bool = False) -> Any:
         """Server-side apply, as `kubectl apply --server-side`; returns what the server made."""

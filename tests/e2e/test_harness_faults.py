@@ -12,20 +12,27 @@ from pathlib import Path
 import pytest
 
 from e2e import netns, tools
-from e2e.cluster import PAUSE_IMAGE, RUN, STATE, Cluster, docker_client, mounts_below
-from tests.e2e.kube import ROOT
+from e2e.cluster import PAUSE_IMAGE, RUN, STATE, Cluster, mounts_below
+from tests.e2e.kube import ROOT, Kube
 
 pytestmark = pytest.mark.skipif(
     Cluster.running(), reason="a local cluster is running; these need the machine to themselves"
 )
 
 
-def up(**env: str) -> subprocess.CompletedProcess[str]:
+def cluster(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`python -m e2e.cluster ARGS`, as a user runs it, with ENV added to the environment."""
     return subprocess.run(
-        [sys.executable, "-m", "e2e.cluster", "up"],
-        cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
-        check=False,
+        [sys.executable, "-m", "e2e.cluster", *args],
+        cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+        timeout=timeout, check=False,
     )  # fmt: skip
+
+
+def up(**env: str) -> subprocess.CompletedProcess[str]:
+    return cluster("up", env=env)
 
 
 def leftovers(*markers: str) -> list[str]:
@@ -96,16 +103,14 @@ def test_down_after_a_host_network_container_leaves_nothing_mounted() -> None:
     started = up()
     assert started.returncode == 0, started.stderr
     try:
-        docker = [docker_client(), "--host", Cluster.env()["DOCKER_HOST"]]
-        run = [*docker, "run", "--detach", "--network", "host", PAUSE_IMAGE]
-        container = subprocess.run(run, capture_output=True, text=True, timeout=60, check=True)
-        subprocess.run([*docker, "rm", "--force", container.stdout.strip()], capture_output=True,
-                       timeout=60, check=True)  # fmt: skip
-        # What a build with the host's network leaves: dockerd's mount of that namespace.
+        kube = Kube(Cluster.env())
+        run = ["run", "--detach", "--network", "host", PAUSE_IMAGE]
+        container = kube.docker(*run, timeout=60).stdout.strip()
+        kube.docker("rm", "--force", container, timeout=60)
+        # What a container on the host's network leaves: dockerd's mount of that namespace.
         assert mounts_below(RUN / "exec") != []
     finally:
-        down = subprocess.run([sys.executable, "-m", "e2e.cluster", "down"], cwd=ROOT,
-                              capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+        down = cluster("down")
     assert down.returncode == 0, down.stderr
     assert_nothing_left()
 
@@ -122,10 +127,7 @@ def test_down_after_a_host_network_container_leaves_nothing_mounted() -> None:
 def test_stop_and_start_take_a_restartable_component_of_a_running_cluster(
     args: list[str], code: int, message: str
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "e2e.cluster", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    result = cluster(*args, timeout=60)
     assert result.returncode == code
     assert message in result.stderr.splitlines()[-1]
     assert "Traceback" not in result.stderr
