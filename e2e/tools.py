@@ -47,6 +47,8 @@ DOCKER_BUILD_PROVIDER = "github.com/pulumi/pulumi-docker-build"
 BUILDKIT = "github.com/moby/buildkit"
 BUILDX = "github.com/docker/buildx"
 PULUMI_SDK = "github.com/pulumi/pulumi/sdk/v3"
+VICTORIAMETRICS = "github.com/VictoriaMetrics/VictoriaMetrics"
+KUBE_STATE_METRICS = "k8s.io/kube-state-metrics/v2"
 
 TOOLS_LIST = (
     Tool("etcd", "kubernetes", "go.etcd.io/etcd/server/v3", "go.etcd.io/etcd/server/v3",
@@ -68,6 +70,10 @@ TOOLS_LIST = (
          "knative.dev/serving"),
     Tool("knative-queue", "knative", "knative.dev/serving/cmd/queue", "knative.dev/serving"),
     Tool("pause", "pause", "myfirstserverlessapp/tools/pause", "myfirstserverlessapp/tools/pause"),
+    Tool("victoria-metrics", "victoriametrics", f"{VICTORIAMETRICS}/app/victoria-metrics",
+         VICTORIAMETRICS, ("--version",)),
+    Tool("kube-state-metrics", "kube-state-metrics", KUBE_STATE_METRICS, KUBE_STATE_METRICS,
+         ("version",)),
     Tool("buildkitd", "docker-build", f"{BUILDKIT}/cmd/buildkitd", BUILDKIT, ("--version",)),
     Tool("docker-buildx", "docker-build", f"{BUILDX}/cmd/buildx", BUILDX, ("version",)),
     Tool("pulumi", "pulumi", "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi",
@@ -150,6 +156,11 @@ def _ldflags(tool: Tool) -> str:
         flags.append(f"-X {K8S_PROVIDER}/pkg/version.Version={plugin_version('kubernetes')}")
     elif tool.source == DOCKER_BUILD_PROVIDER:
         flags.append(f"-X {tool.source}/provider.Version={plugin_version('docker-build')}")
+    elif tool.source == VICTORIAMETRICS:
+        # What its Makefile stamps (`--version` prints it).
+        flags.append(f"-X {tool.source}/lib/buildinfo.Version=victoria-metrics-{pinned(tool)}")
+    elif tool.source == KUBE_STATE_METRICS:
+        flags.append(f"-X github.com/prometheus/common/version.Version={pinned(tool)}")
     elif tool.source in {BUILDKIT, BUILDX}:
         # What their Makefiles stamp: the docker-build provider reads BuildKit's version.
         flags.append(f"-X {tool.source}/version.Version={pinned(tool)}")
