@@ -40,6 +40,8 @@ from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.core_v1 import Endpoints, Service
 from lightkube.types import OnErrorAction, OnErrorResult, PatchType
 
+from e2e.context import KUBECONFIG, Context, get_ok
+
 LOG = logging.getLogger("gateway-standin")
 KIngress = create_namespaced_resource(
     "networking.internal.knative.dev", "v1alpha1", "Ingress", "ingresses"
@@ -358,6 +360,26 @@ async def _main(kubeconfig: str, host: str, port: int) -> None:
             if task is not done and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
     await client.close()
+
+
+def start(ctx: Context) -> None:
+    """Serve on 127.0.0.1 at the gateway's port; ready once it answers and has published the
+    load balancer of istio-ingressgateway."""
+    started = time.monotonic()
+    port = ctx.state.ports["gateway"]
+    process = ctx.spawn(
+        "gateway-standin",
+        [sys.executable, "-m", "e2e.gateway", f"--kubeconfig={KUBECONFIG}",
+         f"--listen=127.0.0.1:{port}"],
+        executable="e2e.gateway",
+    )  # fmt: skip
+
+    def published() -> bool:
+        service = ctx.client.get(Service, "istio-ingressgateway", namespace=GATEWAY_NAMESPACE)
+        ingress = service.to_dict().get("status", {}).get("loadBalancer", {}).get("ingress")
+        return bool(ingress) and get_ok(f"http://127.0.0.1:{port}/healthz/ready")
+
+    ctx.wait(process, published, started)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""Knative Serving's own install files, read from the knative.dev/serving module at run time.
+"""Knative Serving: its own install files, read from the knative.dev/serving module at run time,
+applied to the cluster; its webhook, controller, autoscaler and activator run as processes.
 
 The CRDs, config maps, roles, webhook registrations and Deployments come from config/core of the
 module that tools/knative pins (the same one the binaries are built from); nothing of Knative's
@@ -9,15 +10,23 @@ from the same versions of those modules, which tools/knative's go.sum pins too.
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import aiohttp
 import yaml
+from lightkube.resources.admissionregistration_v1 import MutatingWebhookConfiguration
+from lightkube.resources.core_v1 import Endpoints, Service
 
-from e2e import tools
+from e2e import netns, probe, tools
+from e2e.context import START_TIMEOUT, STATE, ClusterError, Context, kubeconfig_text
 
 SERVING = "knative.dev/serving"
 NETWORKING = "knative.dev/networking"
@@ -97,3 +106,189 @@ def deployment(name: str) -> Deployment:
 
 def crd_files() -> list[Path]:
     return [*files("300-resources"), *files("300-imagecache.yaml")]
+
+
+DOMAIN = "example.com"  # config-domain: routes are NAME.NAMESPACE.example.com
+NODE_NAME = "node-1"
+# Knative's components, each as its Deployment in config/core/deployments describes it, in a
+# network namespace of its own at a fixed address on the bridge (the pods' range starts at .32).
+COMPONENTS = {"webhook": 5, "controller": 2, "autoscaler": 3, "activator": 4}
+SERVICES = {"autoscaler": 3, "activator-service": 4, "controller": 2, "webhook": 5}
+
+
+def configure(docs: list[dict[str, Any]], *, queue_image: str, registry: str) -> None:
+    """Knative's config maps as the local cluster runs them: see the README's list of what
+    differs from a stock install, and why."""
+    for doc in docs:
+        if doc["kind"] != "ConfigMap":
+            continue
+        data = doc.setdefault("data", {})
+        name = doc["metadata"]["name"]
+        if name == "config-deployment":
+            data["queue-sidecar-image"] = queue_image
+            # The registry is on the node's loopback, which Knative's controller (in its own
+            # namespace) cannot reach: as with kind's local registry, tags there are not
+            # resolved to digests. The project deploys by digest anyway.
+            data["registries-skipping-tag-resolving"] = f"kind.local,ko.local,dev.local,{registry}"
+        elif name == "config-domain":
+            data[DOMAIN] = ""
+        elif name == "config-observability":
+            # Prometheus metrics from every component (:9090) and queue-proxy's request
+            # metrics (:9091), which the metrics store scrapes: off in a stock install.
+            data["metrics-protocol"] = "prometheus"
+            data["request-metrics-protocol"] = "prometheus"
+        elif name == "config-autoscaler":
+            # Before scaling to zero, Knative's autoscaler probes the revision's Service by
+            # its cluster DNS name to see the activator in the path; with no cluster DNS and
+            # no kube-proxy here that probe cannot pass. -1 keeps the activator in the path
+            # always, and Knative then skips the probe (kpa/scaler.go). The bosun stack's
+            # target of 1 keeps the activator in the path under the default (200) anyway.
+            data["target-burst-capacity"] = "-1"
+
+
+def install(ctx: Context) -> None:
+    """Knative Serving's core install: namespace, roles, CRDs, config maps, Services."""
+    started = time.monotonic()
+    docs = list(
+        documents(
+            [
+                *files("100-namespace.yaml"),
+                *files("200-serviceaccount.yaml"),
+                *files("200-roles"),
+                *crd_files(),
+                *files("configmaps"),
+                *files("webhooks/secret.yaml"),
+            ]
+        )
+    )
+    registry = f"127.0.0.1:{ctx.state.ports['registry']}"
+    configure(docs, queue_image=ctx.state.images["queue"], registry=registry)
+    # Istio's ingress gateway Services, as an Istio install makes them (net-istio routes to
+    # them); the gateway stand-in is what answers for them.
+    docs += [
+        _gateway_service("istio-ingressgateway", "LoadBalancer", 8080),
+        _gateway_service("knative-local-gateway", "ClusterIP", 8081),
+    ]
+    docs.insert(0, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}})
+    ctx.kubectl_apply(docs)
+    ctx.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    ctx.out(f"{'knative install':<26}{time.monotonic() - started:>8.2f} s  (CRDs, config, images)")
+
+
+def _gateway_service(name: str, kind: str, target: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "istio-system", "labels": {"istio": name}},
+        "spec": {
+            "type": kind,
+            "selector": {"istio": name},
+            "ports": [{"name": "http2", "port": 80, "targetPort": target}],
+        },
+    }
+
+
+def components(ctx: Context) -> None:
+    """The webhook (then its registrations), controller, autoscaler and activator."""
+    for name, host in COMPONENTS.items():
+        component(ctx, name, str(netns.NETWORK[host]))
+        if name == "webhook":
+            register_webhooks(ctx)
+
+
+def _token_kubeconfig(ctx: Context, service_account: str) -> Path:
+    """A kubeconfig with a token of ``service_account`` (what a pod's projected token is)."""
+    path = STATE / f"kubeconfig-{service_account}"
+    if not path.exists():
+        token = ctx.kubectl(
+            "create", "token", service_account, f"--namespace={NAMESPACE}", "--duration=168h"
+        ).strip()
+        path.write_text(kubeconfig_text(ctx.server, ctx.ca, {"token": token}))
+    return path
+
+
+def _probe(spec: dict[str, Any], host: str, ports: dict[str, int]) -> bool:
+    async def once() -> bool:
+        async with aiohttp.ClientSession() as session:
+            return await probe.run(spec, host, ports, session)
+
+    try:
+        return asyncio.run(once())
+    except aiohttp.ClientError:
+        return False
+
+
+def component(ctx: Context, name: str, address: str) -> None:
+    """Run Knative's Deployment ``name`` as a process in a namespace at ``address``."""
+    spec = deployment(name)
+    container = spec.container
+    namespace = f"{netns.PREFIX}{name}"
+    hosts = {f"{svc}.{NAMESPACE}.svc.cluster.local": str(netns.NETWORK[host])
+             for svc, host in SERVICES.items()}  # fmt: skip
+    netns.create(namespace, address, hosts)
+    pod_name = f"{name}-{NODE_NAME}"
+    fields = {
+        "metadata.name": pod_name,
+        "metadata.namespace": NAMESPACE,
+        "status.podIP": address,
+        "spec.nodeName": NODE_NAME,
+    }
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    for variable in container.get("env", []):
+        if "value" in variable:
+            env[variable["name"]] = str(variable["value"])
+        else:
+            env[variable["name"]] = fields[variable["valueFrom"]["fieldRef"]["fieldPath"]]
+    # Out of a cluster, a kubeconfig replaces the pod's projected service-account token.
+    env["KUBECONFIG"] = str(_token_kubeconfig(ctx, spec.service_account))
+    started = time.monotonic()
+    process = ctx.spawn(
+        f"knative-{name}", [str(tools.path(f"knative-{name}"))], env=env, namespace=namespace
+    )
+    ports = {p["name"]: int(p["containerPort"]) for p in container.get("ports", [])}
+    readiness = container["readinessProbe"]
+    ctx.wait(process, lambda: _probe(readiness, address, ports), started, START_TIMEOUT)
+    _publish(ctx, spec, address, ports)
+
+
+def _publish(ctx: Context, spec: Deployment, address: str, ports: dict[str, int]) -> None:
+    """The Deployment's Services, with Endpoints at the process (the endpoints controller
+    derives these from a pod's address; here no pod stands behind them)."""
+    for original in spec.services:
+        service = copy.deepcopy(original)
+        service["spec"].pop("selector", None)
+        subset_ports = []
+        for port in service["spec"]["ports"]:
+            target = port.get("targetPort", port["port"])
+            number = ports.get(target, target) if isinstance(target, str) else target
+            subset_ports.append({"name": port["name"], "port": int(number)})
+        endpoints = {
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": {
+                "name": service["metadata"]["name"],
+                "namespace": service["metadata"]["namespace"],
+                "labels": service["metadata"].get("labels", {}),
+            },
+            "subsets": [{"addresses": [{"ip": address}], "ports": subset_ports}],
+        }
+        ctx.client.apply(cast(Service, Service.from_dict(service)), force=True)
+        ctx.client.apply(cast(Endpoints, Endpoints.from_dict(endpoints)), force=True)
+
+
+def register_webhooks(ctx: Context) -> None:
+    """Knative's webhook registrations, which its webhook then completes (rules, CA)."""
+    started = time.monotonic()
+    docs = list(documents(files("webhooks")))
+    ctx.kubectl_apply([d for d in docs if d["kind"] != "Secret"])
+
+    def reconciled() -> bool:
+        hook = ctx.client.get(MutatingWebhookConfiguration, "webhook.serving.knative.dev")
+        return bool(hook.webhooks and hook.webhooks[0].clientConfig.caBundle)
+
+    deadline = started + 60
+    while not reconciled():
+        if time.monotonic() > deadline:
+            raise ClusterError("knative-webhook did not register its webhooks within 60 s")
+        time.sleep(0.1)
+    ctx.out(f"{'webhook registrations':<26}{time.monotonic() - started:>8.2f} s")

@@ -33,6 +33,7 @@ import re
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -45,11 +46,13 @@ from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import ConfigMap, Node, Pod, Secret, Service
 from lightkube.types import OnErrorAction, OnErrorResult, PatchType
 
-from e2e import netns, probe
+from e2e import netns, probe, tools
+from e2e.context import KUBECONFIG, LOGS, STATE, Context
+from e2e.images import PAUSE_IMAGE, POD_LABEL
+from e2e.knative import NODE_NAME
 from infra.rules import quantity
 
 LOG = logging.getLogger("kubelet-standin")
-POD_LABEL = "mfsa.pod.uid"
 FIELD_MANAGER = "kubelet-standin"
 BACKOFF_START, BACKOFF_MAX = 10.0, 300.0  # the kubelet's restart back-off
 LEASE_SECONDS = 40
@@ -947,6 +950,38 @@ async def _main(args: argparse.Namespace) -> None:
     if work in done and work.exception() is not None:
         raise work.exception()  # type: ignore[misc]
     await client.close()
+
+
+def start(ctx: Context) -> None:
+    """Run the stand-in as the node NODE_NAME; ready when the Node is Ready and untainted."""
+    started = time.monotonic()
+    process = ctx.spawn(
+        "kubelet-standin",
+        [
+            sys.executable,
+            "-m",
+            "e2e.kubelet",
+            f"--kubeconfig={KUBECONFIG}",
+            f"--docker-host={ctx.state.docker_host}",
+            f"--node-name={NODE_NAME}",
+            f"--pause-image={PAUSE_IMAGE}",
+            f"--state={STATE / 'kubelet'}",
+            f"--pod-logs={LOGS / 'pods'}",
+            f"--version={tools.module_info('kubernetes', 'k8s.io/kubernetes')['Version']}",
+        ],
+        # Python's own name is what /proc shows; the module name tells it from other Pythons.
+        executable="e2e.kubelet",
+    )
+
+    def node_ready() -> bool:
+        node = ctx.client.get(Node, NODE_NAME).to_dict()
+        taints = node.get("spec", {}).get("taints") or []
+        conditions = node.get("status", {}).get("conditions") or []
+        untainted = all(t["key"] != "node.kubernetes.io/not-ready" for t in taints)
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+        return untainted and ready
+
+    ctx.wait(process, node_ready, started)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,8 @@ import yaml
 from lightkube import Client, KubeConfig
 
 from e2e import tools
-from e2e.cluster import POD_LABEL, docker_client
+from e2e.context import docker_client
+from e2e.images import POD_LABEL
 
 ROOT = tools.ROOT
 PROJECT = "myfirstserverlessapp"

@@ -9,7 +9,9 @@ import sys
 import httpx2 as httpx
 
 from e2e import tools
-from e2e.cluster import BUILDER, ENV_FILE, KNATIVE_COMPONENTS
+from e2e.context import ENV_FILE
+from e2e.images import BUILDER
+from e2e.knative import COMPONENTS as KNATIVE_COMPONENTS
 from tests.e2e.kube import ROOT, Kube
 
 

@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 
 from e2e import netns, tools
-from e2e.cluster import PAUSE_IMAGE, RUN, STATE, Cluster, mounts_below
+from e2e.cluster import Cluster
+from e2e.context import RUN, STATE
+from e2e.images import PAUSE_IMAGE
+from e2e.process import mounts_below
 from tests.e2e.kube import ROOT, Kube
 
 pytestmark = pytest.mark.skipif(

@@ -25,7 +25,7 @@ import httpx2 as httpx
 import pytest
 import yaml
 
-from e2e.cluster import free_port
+from e2e.context import free_port
 from e2e.language_host import command
 from infra.config import ConfigError, parse
 from tests.e2e.kube import ROOT, Kube, Stack, base_image_ref, eventually

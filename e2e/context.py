@@ -1,0 +1,299 @@
+"""What every component of the local cluster shares: the run directory, the ports, the CA and
+the admin kubeconfig, and the processes started so far (kind's ActionContext, envtest's
+ControlPlane). A component is a function of this context (see cluster.py's start list)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from lightkube import ApiError, Client, KubeConfig
+
+from e2e import process, tools
+from e2e.netns import NODE_IP, exec_prefix
+from e2e.pki import KeyPair
+
+ROOT = tools.ROOT
+STATE = ROOT / "build" / "cluster"  # the run directory: removed by `down`
+LOGS = ROOT / "build" / "cluster-logs"  # kept after `down`
+RUN = Path("/run/mfsa")  # sockets: a short path (unix socket paths are limited to 108 bytes)
+PKI = STATE / "pki"
+KUBECONFIG = STATE / "kubeconfig"
+DOCKER_CONFIG = STATE / "docker-config"  # the docker and buildx clients' configuration
+ENV_FILE = STATE / "env"
+STATE_FILE = STATE / "state.json"
+FIELD_MANAGER = "mfsa-cluster"
+START_TIMEOUT = 120.0
+
+
+class ClusterError(RuntimeError):
+    """The local control plane could not start, or is not running."""
+
+
+@dataclass
+class State:
+    """What `up` started, saved in STATE_FILE for `down`, `status` and other processes."""
+
+    processes: list[process.Process] = field(default_factory=list)
+    ports: dict[str, int] = field(default_factory=dict)
+    docker_host: str = ""
+    bridge: bool = False
+    images: dict[str, str] = field(default_factory=dict)  # images made here, by their role
+
+    def save(self) -> None:
+        STATE.mkdir(parents=True, exist_ok=True)
+        STATE_FILE.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls) -> State | None:
+        try:
+            raw = json.loads(STATE_FILE.read_text())
+        except (OSError, ValueError):
+            return None
+        state = cls(**{k: v for k, v in raw.items() if k != "processes"})
+        state.processes = [process.Process(**p) for p in raw.get("processes", [])]
+        return state
+
+    def find(self, name: str) -> process.Process | None:
+        return next((p for p in self.processes if p.name == name), None)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def check_port(name: str, host: str, port: int) -> int:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            raise ClusterError(f"{name}: port {host}:{port} is in use") from None
+    return port
+
+
+def port_from_env(name: str, variable: str) -> int:
+    """The port in environment VARIABLE (which must be free), else a free one."""
+    value = os.environ.get(variable, "")
+    if not value:
+        return free_port()
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise ClusterError(f"{variable}={value!r}: not a port number (1 to 65535)")
+    return check_port(name, "127.0.0.1", int(value))
+
+
+def docker_client() -> str:
+    """Debian's docker client (it builds with BuildKit), else whichever is on PATH."""
+    if Path("/usr/bin/docker").exists():
+        return "/usr/bin/docker"
+    found = shutil.which("docker")
+    if found is None:
+        raise ClusterError("docker: not found; install docker.io")
+    return found
+
+
+def require(command: str, package: str) -> str:
+    """The path of COMMAND, or a ClusterError naming the Debian package that has it."""
+    found = shutil.which(command)
+    if found is None:
+        raise ClusterError(f"{command}: not found; install {package}")
+    return found
+
+
+def kubeconfig_text(server: str, ca: Path, user: dict[str, str]) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "local",
+                    "cluster": {
+                        "server": server,
+                        "certificate-authority-data": base64.b64encode(ca.read_bytes()).decode(),
+                    },
+                }
+            ],
+            "users": [{"name": "user", "user": user}],
+            "contexts": [{"name": "local", "context": {"cluster": "local", "user": "user"}}],
+            "current-context": "local",
+        }
+    )
+
+
+def get_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    with urllib.request.urlopen(url, timeout=2, context=context) as response:  # noqa: S310
+        return bool(response.status == 200)
+
+
+@dataclass
+class Context:
+    """The cluster being started (or stopped): its state, its processes and their clients."""
+
+    out: Callable[[str], None] = print
+    state: State = field(default_factory=State)
+    children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _client: Client | None = None
+
+    # -- the cluster's CA and admin credentials, written by controlplane.certificates ------------
+
+    @property
+    def ca(self) -> Path:
+        return PKI / "ca.crt"
+
+    @property
+    def admin(self) -> KeyPair:
+        return KeyPair(PKI / "admin.crt", PKI / "admin.key")
+
+    @property
+    def server(self) -> str:
+        return f"https://{NODE_IP}:{self.state.ports['apiserver']}"
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            config = KubeConfig.from_file(str(KUBECONFIG))
+            self._client = Client(config=config, field_manager=FIELD_MANAGER)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- processes -------------------------------------------------------------------------------
+
+    def spawn(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        namespace: str | None = None,
+        executable: str | None = None,
+    ) -> process.Process:
+        """Start ARGV as component NAME (in network namespace NAMESPACE), its output to its log.
+        ``executable`` is what /proc shows of it when that is not ARGV[0]'s name (a module run
+        by Python)."""
+        log = LOGS / f"{name}.log"
+        command = [*exec_prefix(namespace), *argv] if namespace else argv
+        with log.open("ab") as sink:
+            child = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                env=env if env is not None else dict(os.environ),
+                cwd=STATE,
+                start_new_session=True,
+            )
+        started = process.Process(name, child.pid, executable or Path(argv[0]).name, str(log))
+        # A restarted component keeps its place (components stop in the reverse order).
+        names = [p.name for p in self.state.processes]
+        if name in names:
+            self.state.processes[names.index(name)] = started
+        else:
+            self.state.processes.append(started)
+        self.state.save()
+        self.children[name] = child
+        return started
+
+    def wait(
+        self,
+        started: process.Process,
+        ready: Callable[[], bool],
+        since: float,
+        timeout: float = 60,
+    ) -> None:
+        """Until ``ready()`` holds; ClusterError if the process exits or TIMEOUT passes."""
+        deadline = since + timeout
+        child = self.children[started.name]
+        while True:
+            code = child.poll()
+            if code is not None:
+                raise ClusterError(
+                    f"{started.name} exited with code {code} while starting: "
+                    f"{process.last_line(Path(started.log))} (log: {started.log})"
+                )
+            try:
+                if ready():
+                    break
+            except (OSError, ApiError):
+                pass
+            if time.monotonic() > deadline:
+                raise ClusterError(
+                    f"{started.name} was not ready within {timeout:.0f} s: "
+                    f"{process.last_line(Path(started.log))} (log: {started.log})"
+                )
+            time.sleep(0.05)
+        started.ready_seconds = time.monotonic() - since
+        self.state.save()
+
+    # -- clients ---------------------------------------------------------------------------------
+
+    def tls(self, *, client_cert: bool = True) -> ssl.SSLContext:
+        """TLS to the control plane: the cluster's CA, the admin's certificate. Without a client
+        certificate (a component's own health port), its self-signed serving certificate."""
+        context = ssl.create_default_context(cafile=str(self.ca))
+        if client_cert:
+            context.load_cert_chain(str(self.admin.cert), str(self.admin.key))
+        else:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        result = subprocess.run(
+            [str(tools.path("kubectl")), f"--kubeconfig={KUBECONFIG}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise ClusterError(f"kubectl {args[0]}: {result.stderr.strip()}")
+        return result.stdout
+
+    def kubectl_apply(self, docs: list[dict[str, Any]]) -> None:
+        self.kubectl(
+            "apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", "-",
+            stdin=yaml.safe_dump_all(docs),
+        )  # fmt: skip
+
+    def docker(
+        self, *args: str, check: bool = True, stdin: bytes | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """The docker client against the node's daemon, with the cluster's client config."""
+        raw = subprocess.run(
+            [docker_client(), *args],
+            input=stdin,
+            capture_output=True,
+            env=dict(
+                os.environ, DOCKER_HOST=self.state.docker_host, DOCKER_CONFIG=str(DOCKER_CONFIG)
+            ),
+            check=False,
+        )
+        result = subprocess.CompletedProcess(
+            raw.args,
+            raw.returncode,
+            raw.stdout.decode(errors="replace"),
+            raw.stderr.decode(errors="replace"),
+        )
+        if check and result.returncode != 0:
+            raise ClusterError(f"docker {args[0]}: {result.stderr.strip()}")
+        return result
