@@ -73,6 +73,9 @@ class ServerlessApp(pulumi.ComponentResource):
         metadata = {**manifest.service_metadata(config), "namespace": self.namespace_name}
         self.service = KnativeService(name, metadata=metadata, spec=spec, opts=child)
 
+        if config.grafana_dashboard:
+            self.dashboard = self._dashboard(name, config, child)
+
         self.gateway = k8s.core.v1.Service.get(
             f"{name}-gateway",
             f"{config.gateway_namespace}/{config.gateway_service}",
@@ -107,6 +110,17 @@ class ServerlessApp(pulumi.ComponentResource):
             # that label is removed on destroy; the namespace itself is never owned.
             self.namespace = k8s.core.v1.NamespacePatch(f"{name}-ns", metadata=metadata, opts=child)
         return self.namespace.metadata.apply(lambda m: _field(m, "name") or config.namespace)
+
+    def _dashboard(
+        self, name: str, config: AppConfig, child: pulumi.ResourceOptions
+    ) -> k8s.core.v1.ConfigMap:
+        document = manifest.dashboard_configmap(config)
+        metadata = document["metadata"]
+        if config.grafana_dashboard_namespace == config.namespace:
+            metadata = {**metadata, "namespace": self.namespace_name}  # created after it
+        return k8s.core.v1.ConfigMap(
+            f"{name}-dashboard", metadata=metadata, data=document["data"], opts=child
+        )
 
     def _image(
         self,

@@ -93,6 +93,8 @@ class AppConfig:
     gateway_namespace: str
     gateway_service: str
     wait_for_ready: bool
+    grafana_dashboard: bool
+    grafana_dashboard_namespace: str  # the app's namespace unless set
 
 
 @cache
@@ -354,6 +356,7 @@ def parse(values: Mapping[str, Any]) -> AppConfig:
     """Check ``values`` (keys without the project prefix) over Pulumi.yaml's defaults."""
     read = _Reader(values)
     label = "a DNS-1123 label: lower-case letters, digits and '-', at most 63 characters"
+    namespace = read.matching("namespace", rules.is_dns1123, label)
     port = read.integer("containerPort", 1, 65535)
     if port in rules.RESERVED_PORTS:
         reserved = ", ".join(map(str, sorted(rules.RESERVED_PORTS)))
@@ -370,7 +373,7 @@ def parse(values: Mapping[str, Any]) -> AppConfig:
         service_name=read.matching(
             "serviceName", rules.is_dns1035, "a DNS-1035 label of at most 63 characters"
         ),
-        namespace=read.matching("namespace", rules.is_dns1123, label),
+        namespace=namespace,
         create_namespace=read.boolean("createNamespace"),
         colour=colour,
         zipkin_endpoint=zipkin,
@@ -389,6 +392,11 @@ def parse(values: Mapping[str, Any]) -> AppConfig:
             "gatewayService", rules.is_dns1035, "a DNS-1035 label of at most 63 characters"
         ),
         wait_for_ready=read.boolean("waitForReady"),
+        grafana_dashboard=read.boolean("grafanaDashboard"),
+        grafana_dashboard_namespace=read.matching(
+            "grafanaDashboardNamespace", lambda v: not v or rules.is_dns1123(v), f"empty or {label}"
+        )
+        or namespace,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from infra import dashboard
 from infra.config import AppConfig, Autoscaling, TrafficTarget
 from infra.rules import KPA
 
@@ -148,4 +149,24 @@ def service(config: AppConfig, image: object) -> dict[str, Any]:
         "kind": "Service",
         "metadata": service_metadata(config),
         "spec": service_spec(config, image),
+    }
+
+
+def dashboard_configmap(config: AppConfig) -> dict[str, Any]:
+    """The scaling dashboard as Grafana JSON in a ConfigMap that kube-prometheus-stack's Grafana
+    sidecar loads (label grafana_dashboard: "1"); its variables default to this service."""
+    key, value = dashboard.GRAFANA_LABEL
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": f"{config.service_name}-dashboard",
+            "namespace": config.grafana_dashboard_namespace,
+            "labels": {**labels(config), key: value},
+        },
+        "data": {
+            f"{config.service_name}-scaling.json": dashboard.grafana_json(
+                config.namespace, config.service_name
+            )
+        },
     }

@@ -1,4 +1,5 @@
-"""`python -m infra.render`: the Namespace and Knative Service of a stack as YAML, for kubectl.
+"""`python -m infra.render`: the Namespace and Knative Service of a stack as YAML, for kubectl
+(and the dashboard's ConfigMap when the stack asks for it).
 
     python -m infra.render [--stack bosun] [--config FILE] [--image REF] | kubectl apply -f -
 
@@ -30,11 +31,14 @@ def image_for(values: dict[str, Any], stack: str, image: str | None = None) -> s
 
 
 def render(values: dict[str, Any], image: str) -> str:
-    """YAML documents: the Namespace (unless an existing one is used) and the Knative Service."""
+    """YAML documents: the Namespace (unless an existing one is used), the Knative Service and,
+    with grafanaDashboard, the dashboard's ConfigMap."""
     config = parse(values)
     documents = [manifest.service(config, image)]
     if config.create_namespace:
         documents.insert(0, manifest.namespace(config))
+    if config.grafana_dashboard:
+        documents.append(manifest.dashboard_configmap(config))
     text: str = yaml.safe_dump_all(documents, sort_keys=False)
     return text
 

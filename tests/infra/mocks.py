@@ -73,7 +73,7 @@ class Program:
 
     def children(self) -> list[pulumi.Resource]:
         app = self.globals["app"]
-        names = ("namespace", "image", "service", "gateway")
+        names = ("namespace", "image", "service", "dashboard", "gateway")
         return [getattr(app, name) for name in names if hasattr(app, name)]
 
     def then(self, check: Callable[[dict[str, Any]], None]) -> pulumi.Output[None]:

@@ -109,6 +109,8 @@ CASES: list[tuple[dict[str, Any], str]] = [
     ({"env": ["MAX_IN=abc"]}, "env='MAX_IN=abc': the service would not start: MAX_IN='abc' is not an integer from 3 to"),
     ({"env": ["LOG_LEVEL=loud"]}, "env='LOG_LEVEL=loud': the service would not start: LOG_LEVEL='loud' is not one of critical"),
     ({"env": ["FOO=1", "MAX_PROCESSES=0"]}, "env='MAX_PROCESSES=0': the service would not start: MAX_PROCESSES=0 is out of range"),
+    ({"grafanaDashboard": "on"}, "grafanaDashboard='on': not allowed; allowed: true or false"),
+    ({"grafanaDashboardNamespace": "Monitoring"}, "grafanaDashboardNamespace='Monitoring': not allowed; allowed: empty or a DNS-1123 label"),
     ({"replicas": 3}, "myfirstserverlessapp:replicas: unknown key"),
 ]  # fmt: skip
 
@@ -159,3 +161,10 @@ QUANTITIES = [
 @pytest.mark.parametrize(("text", "amount"), QUANTITIES)
 def test_quantities(text: str, amount: str | None) -> None:
     assert quantity(text) == (Decimal(amount) if amount is not None else None)
+
+
+def test_the_dashboard_goes_to_the_apps_namespace_unless_another_is_named() -> None:
+    assert parse(BUILD).grafana_dashboard is False
+    assert parse(BUILD).grafana_dashboard_namespace == declared()["namespace"]["default"]
+    chosen = parse({**BUILD, "grafanaDashboard": True, "grafanaDashboardNamespace": "monitoring"})
+    assert (chosen.grafana_dashboard, chosen.grafana_dashboard_namespace) == (True, "monitoring")

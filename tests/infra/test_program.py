@@ -271,3 +271,25 @@ def test_in_preview_of_a_new_build_only_the_image_is_unknown() -> Any:
         assert isinstance(container["image"], pulumi.output.Unknown)
 
     return pulumi.Output.all(*(child.urn for child in program.children())).apply(check)
+
+
+@pulumi.runtime.test
+def test_grafana_dashboard_configmap_when_the_stack_asks_for_it() -> Any:
+    program = run_program({**BOSUN, "grafanaDashboard": "true"})
+
+    def check(_: dict[str, Any]) -> None:
+        (configmap,) = program.mocks.of_type("kubernetes:core/v1:ConfigMap")
+        metadata = configmap.inputs["metadata"]
+        assert metadata["name"] == "myfirstserverlessapp-dashboard"
+        assert metadata["namespace"] == "hackathon-pi-knative"
+        assert metadata["labels"]["grafana_dashboard"] == "1"
+        (board,) = configmap.inputs["data"].values()
+        variables = {v["name"]: v for v in json.loads(board)["templating"]["list"]}
+        assert variables["namespace"]["current"]["value"] == "hackathon-pi-knative"
+
+    def check_parent(urn: str) -> None:
+        assert f"::{COMPONENT}$kubernetes:core/v1:ConfigMap::" in urn, urn
+
+    return pulumi.Output.all(
+        program.then(check), program.globals["app"].dashboard.urn.apply(check_parent)
+    )
