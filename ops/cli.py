@@ -2,8 +2,8 @@
 
 faas call [--stack bosun] [--host HOST --domain DOMAIN] [--in N --nap SECONDS --processes N]
           [--json] [--curl] [-t SECONDS]
-faas load [hey's flags] [--json] [--watch NAME] [--plot FILE.png] URL
-faas watch NAME
+faas load [hey's flags] [--json] [--watch NAME [--metrics URL]] [--plot FILE.png] URL
+faas watch NAME [--metrics URL]
 
 Exit status: 0 done; 1 the command failed (one line on stderr says why); 2 bad arguments;
 3 (faas load --watch) the load ran and its report is printed, but the replicas could not be
@@ -13,6 +13,7 @@ watched.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -120,14 +121,33 @@ def _parser() -> argparse.ArgumentParser:
         type=_non_negative_float,
         default=0.0,
         metavar="S",
-        help="keep watching S seconds after the load, to see the scale-down",
+        help="keep watching after the load until no pod is left, at most S seconds",
     )
     load.add_argument("--plot", type=Path, metavar="FILE.png", help="draw load and replicas")
+    _metrics_option(load)
 
     watch = _command(commands_, "watch", "the replica timeline, until Ctrl-C")
     watch.add_argument("service", metavar="NAME")
     watch.add_argument("--namespace", help="namespace (default: the context's)")
+    _metrics_option(watch)
     return parser
+
+
+def _metrics_url(text: str) -> str:
+    if not text:
+        return text  # --metrics '': none, even with $METRICS set
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http(s) URL")
+    return text
+
+
+def _metrics_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics", type=_metrics_url, default=os.environ.get("METRICS") or None, metavar="URL",
+        help="a Prometheus API (the local cluster's store: $METRICS) to add Knative's desired "
+        "and requested pods from (default: $METRICS; '' for none)",
+    )  # fmt: skip
 
 
 def _command(
@@ -159,9 +179,11 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
             return commands.run_load(
                 work=work, as_json=args.json, watch=args.watch, namespace=args.namespace,
-                watch_after=args.watch_after, plot_path=args.plot,
+                watch_after=args.watch_after, plot_path=args.plot, metrics=args.metrics,
             )  # fmt: skip
-        return commands.run_watch(service=args.service, namespace=args.namespace)
+        return commands.run_watch(
+            service=args.service, namespace=args.namespace, metrics=args.metrics
+        )
     except OpsError as error:
         print(f"faas: error: {error}", file=sys.stderr)
         return commands.FAILED

@@ -67,11 +67,25 @@ def _progress(err: TextIO, timeline: Timeline | None) -> object:
         )
         if timeline is not None and timeline.samples:
             last = timeline.samples[-1]
-            line += f"  replicas {last.ready}/{last.total}"
+            line += f"  replicas {last.ready}/{last.pods}"
+            if last.desired is not None:
+                line += f" (desired {last.desired})"
         err.write(line + "   ")
         err.flush()
 
     return tick
+
+
+async def _until_gone(watching: asyncio.Task[Timeline], ends: set[asyncio.Event],
+                      seconds: float) -> None:  # fmt: skip
+    """After the load: until one of ENDS is set (no pod left, Ctrl-C), at once if the watch has
+    already ended (it failed), at most SECONDS."""
+    if seconds <= 0 or any(end.is_set() for end in ends):
+        return
+    waits = {asyncio.create_task(end.wait()) for end in ends}
+    await asyncio.wait({watching, *waits}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    for task in waits:
+        task.cancel()
 
 
 def run_load(
@@ -82,10 +96,12 @@ def run_load(
     namespace: str | None,
     watch_after: float,
     plot_path: Path | None,
+    metrics: str | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
-    """Load the URL as hey does; optionally follow the replicas and draw both.
+    """Load the URL as hey does; optionally follow the replicas (and, with ``metrics``,
+    Knative's desired and requested pods) and draw them.
 
     Returns 0, or WATCH_FAILED when the replicas could not be watched: the load still runs and
     its report (and plot) is printed, then one line saying why the watch failed.
@@ -100,20 +116,26 @@ def run_load(
         watching = None
         problem = None
         watch_stop = asyncio.Event()
+        load_over = asyncio.Event()
+        gone = asyncio.Event()  # set once the load is over and the service has no pod left
         started = time.perf_counter()
+
+        def back_at_zero(sample: Sample) -> None:
+            if load_over.is_set() and sample.pods + sample.terminating == 0:
+                gone.set()
+
         if watch and timeline is not None:
             watching = asyncio.create_task(
-                watch_pods(watch, namespace, timeline, watch_stop, started=started)
-            )
+                watch_pods(watch, namespace, timeline, watch_stop, started=started,
+                           on_sample=back_at_zero, metrics=metrics)
+            )  # fmt: skip
         live = err.isatty() and not as_json
         await execute(run, _progress(err, timeline) if live else None)  # type: ignore[arg-type]
-        if watching is not None:
-            if watch_after > 0 and not run.stop.is_set():
-                # Until Ctrl-C, or at once if the watch has already ended (it failed).
-                interrupted = asyncio.create_task(run.stop.wait())
-                await asyncio.wait({watching, interrupted}, timeout=watch_after,
-                                   return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
-                interrupted.cancel()
+        load_over.set()
+        if watching is not None and timeline is not None:
+            if timeline.samples:
+                back_at_zero(timeline.samples[-1])
+            await _until_gone(watching, {run.stop, gone}, watch_after)
             watch_stop.set()
             try:
                 await watching
@@ -148,11 +170,16 @@ def run_load(
 
 
 def _sample_line(sample: Sample) -> str:
-    return f"  {sample.t:7.1f} s  ready {sample.ready}/{sample.total}"
+    line = f"  {sample.t:7.1f} s  ready {sample.ready}/{sample.pods}"
+    line += f"  terminating {sample.terminating}"
+    if sample.desired is not None or sample.requested is not None:
+        shown = ["-" if n is None else str(n) for n in (sample.desired, sample.requested)]
+        line += f"  desired {shown[0]}  requested {shown[1]}"
+    return line
 
 
 def print_timeline(timeline: Timeline, out: TextIO) -> None:
-    out.write("Replica timeline (ready/pods):\n")
+    out.write("Replica timeline (ready/live pods, terminating apart):\n")
     for sample in timeline.samples:
         out.write(_sample_line(sample) + "\n")
     summary = timeline.summary()
@@ -163,11 +190,22 @@ def print_timeline(timeline: Timeline, out: TextIO) -> None:
     out.write("\nReplica summary:\n")
     out.write(f"  First ready pod:\t{seconds(summary['first_ready_seconds'])}\n")
     out.write(f"  Peak replicas:\t{summary['peak_ready']} ready, {summary['peak_pods']} pods\n")
-    out.write(f"  Back to zero:\t{seconds(summary['back_to_zero_seconds'])}\n\n")
+    if summary["peak_desired"] is not None:
+        out.write(
+            f"  Knative:\tdesired {summary['peak_desired']} pods at the peak, "
+            f"requested {summary['peak_requested']} (bounded by max-scale)\n"
+        )
+    out.write(f"  Back to zero:\t{seconds(summary['back_to_zero_seconds'])}\n")
+    out.write(f"  Last pod gone:\t{seconds(summary['all_gone_seconds'])}\n\n")
 
 
 def run_watch(
-    *, service: str, namespace: str | None, out: TextIO | None = None, err: TextIO | None = None
+    *,
+    service: str,
+    namespace: str | None,
+    metrics: str | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
 ) -> int:
     """Print the replica timeline live until Ctrl-C, then its summary; FAILED if it cannot."""
     out = out or sys.stdout
@@ -182,7 +220,7 @@ def run_watch(
             out.write(_sample_line(sample) + "\n")
             out.flush()
 
-        return await watch_pods(service, namespace, timeline, stop, on_sample=show)
+        return await watch_pods(service, namespace, timeline, stop, on_sample=show, metrics=metrics)
 
     try:
         timeline = asyncio.run(main())

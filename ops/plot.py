@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ops.requester import Result
 from ops.watch import Sample
@@ -16,6 +18,22 @@ def in_flight(results: list[Result], step: float = 0.1) -> tuple[list[float], li
     times = [i * step for i in range(int(end / step) + 2)]
     counts = [sum(1 for r in results if r.start <= t < r.start + r.duration) for t in times]
     return times, counts
+
+
+def _ready(sample: Sample) -> int:
+    return sample.ready
+
+
+def _live(sample: Sample) -> int:
+    return sample.pods
+
+
+def _terminating(sample: Sample) -> int:
+    return sample.terminating
+
+
+def _desired(sample: Sample) -> int:
+    return sample.desired or 0
 
 
 def plot(path: Path, results: list[Result], samples: list[Sample], title: str) -> None:
@@ -33,10 +51,16 @@ def plot(path: Path, results: list[Result], samples: list[Sample], title: str) -
     if samples:
         end = max([times[-1] if times else 0.0, samples[-1].t])
         xs = [s.t for s in samples] + [end]
-        replica_axis.step(xs, [s.ready for s in samples] + [samples[-1].ready], where="post",
-                          color="tab:green", label="ready replicas")  # fmt: skip
-        replica_axis.step(xs, [s.total for s in samples] + [samples[-1].total], where="post",
-                          color="tab:orange", linestyle="--", label="pods")  # fmt: skip
+        series: list[tuple[str, Callable[[Sample], int], dict[str, Any]]] = [
+            ("ready replicas", _ready, {"color": "tab:green"}),
+            ("live pods", _live, {"color": "tab:orange", "linestyle": "--"}),
+            ("terminating pods", _terminating, {"color": "tab:gray", "linestyle": ":"}),
+        ]
+        if any(s.desired is not None for s in samples):
+            series.append(("desired (Knative)", _desired, {"color": "tab:red", "alpha": 0.6}))
+        for label, value, style in series:
+            ys = [value(s) for s in samples]
+            replica_axis.step(xs, [*ys, ys[-1]], where="post", label=label, **style)
     replica_axis.set_ylabel("replicas", color="tab:green")
     replica_axis.set_ylim(bottom=0)
     load_axis.set_ylim(bottom=0)

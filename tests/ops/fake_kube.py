@@ -1,7 +1,8 @@
-"""A small fake Kubernetes API on 127.0.0.1: pod list and watch for one label selector.
+"""A small fake Kubernetes API on 127.0.0.1: pod list and watch for one label selector, and a
+Prometheus query API answering Knative's desired and requested pods.
 
-The test drives it (``set_pods``) to scale a Knative Service's pods up and down; watchers get
-ADDED / MODIFIED / DELETED events as the real API server sends them.
+The test drives it (``set_pods``, ``scale``) to scale a Knative Service's pods up and down;
+watchers get ADDED / MODIFIED / DELETED events as the real API server sends them.
 """
 
 from __future__ import annotations
@@ -26,18 +27,23 @@ from tests.utils import free_port
 LABEL = "serving.knative.dev/service"
 
 
-def _pod(name: str, namespace: str, service: str, ready: bool, version: int) -> dict[str, Any]:
+def _pod(name: str, namespace: str, service: str, state: str, version: int) -> dict[str, Any]:
+    """A pod in STATE: "ready", "not ready", or "terminating" (deleted, draining)."""
+    ready = state == "ready"
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": {LABEL: service},
+        "resourceVersion": str(version),
+    }
+    if state == "terminating":
+        metadata["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {LABEL: service},
-            "resourceVersion": str(version),
-        },
+        "metadata": metadata,
         "status": {
-            "phase": "Running" if ready else "Pending",
+            "phase": "Running" if state != "not ready" else "Pending",
             "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
         },
     }
@@ -53,6 +59,9 @@ class FakeKube:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.selectors: list[str] = []
         self.watched = threading.Event()  # set once a watch has connected
+        self.url = ""
+        self.scale = {"kn_revision_pods_desired": 0, "kn_revision_pods_requested": 0}
+        self.queries: list[str] = []
 
     def _matches(self, request: Request) -> bool:
         selector = request.query_params.get("labelSelector", "")
@@ -91,24 +100,31 @@ class FakeKube:
 
         return StreamingResponse(stream(), media_type="application/json")
 
-    def set_pods(self, ready: list[bool]) -> None:
-        """Make the service have ``len(ready)`` pods, the i-th ready or not (thread-safe)."""
+    def set_pods(self, states: list[bool | str]) -> None:
+        """Make the service have ``len(states)`` pods, the i-th ready (True), not ready (False)
+        or "terminating" (thread-safe)."""
         assert self.loop is not None
         done = threading.Event()
 
         def apply() -> None:
-            wanted = {f"{self.service}-00001-deployment-{i}": r for i, r in enumerate(ready)}
+            named: dict[bool | str, str] = {True: "ready", False: "not ready"}
+            prefix = f"{self.service}-00001-deployment"
+            wanted = {f"{prefix}-{i}": named.get(s, str(s)) for i, s in enumerate(states)}
             for name in list(self.pods):
                 if name not in wanted:
                     self.version += 1
                     pod = self.pods.pop(name)
                     pod["metadata"]["resourceVersion"] = str(self.version)
                     self._publish("DELETED", pod)
-            for name, is_ready in wanted.items():
+            for name, state in wanted.items():
                 self.version += 1
                 kind = "MODIFIED" if name in self.pods else "ADDED"
-                pod = _pod(name, self.namespace, self.service, is_ready, self.version)
-                if self.pods.get(name, {}).get("status") != pod["status"]:
+                pod = _pod(name, self.namespace, self.service, state, self.version)
+                old = self.pods.get(name, {})
+                same = old.get("status") == pod["status"] and "deletionTimestamp" not in (
+                    set(old.get("metadata", {})) ^ set(pod["metadata"])
+                )
+                if not same:
                     self.pods[name] = pod
                     self._publish(kind, pod)
             done.set()
@@ -120,19 +136,40 @@ class FakeKube:
         for queue in self.watchers:
             queue.put_nowait({"type": kind, "object": pod})
 
+    async def query_endpoint(self, request: Request) -> Response:
+        """Prometheus's instant query of sum(METRIC{...}) for the service's revisions."""
+        query = request.query_params.get("query", "")
+        self.queries.append(query)
+        scope = f'{{k8s_namespace_name="{self.namespace}", kn_service_name="{self.service}"}})'
+        result = [
+            {"metric": {}, "value": [time.time(), str(value)]}
+            for metric, value in self.scale.items()
+            if query == f"sum({metric}{scope}"
+        ]
+        return JSONResponse(
+            {"status": "success", "data": {"resultType": "vector", "result": result}}
+        )
+
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/api/v1/namespaces/{namespace}/pods", self.pods_endpoint)])
+        return Starlette(
+            routes=[
+                Route("/api/v1/namespaces/{namespace}/pods", self.pods_endpoint),
+                Route("/api/v1/query", self.query_endpoint),
+            ]
+        )
 
 
 @contextmanager
 def running_fake_kube(
     tmp_path: Path, namespace: str, service: str
 ) -> Iterator[tuple[FakeKube, Path]]:
-    """Serve a FakeKube on a free loopback port; yields it and a kubeconfig pointing at it."""
+    """Serve a FakeKube on a free loopback port; yields it and a kubeconfig pointing at it
+    (its URL is the Prometheus API's too: ``fake.url``)."""
     fake = FakeKube(namespace, service)
     port = free_port()
+    fake.url = f"http://127.0.0.1:{port}"
     server = uvicorn.Server(
-        uvicorn.Config(fake.app(), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(fake.app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     )
 
     def serve() -> None:

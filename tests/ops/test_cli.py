@@ -22,6 +22,7 @@ from tests.utils import run_service
 @pytest.fixture
 def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     calls: dict[str, Any] = {}
+    monkeypatch.delenv("METRICS", raising=False)
     for name in ("run_call", "run_load", "run_watch"):
         monkeypatch.setattr(
             commands, name, lambda _name=name, **kwargs: calls.update({_name: kwargs}) or 0
@@ -74,7 +75,21 @@ def test_call_and_watch_pass_through(captured: dict[str, Any]) -> None:
         "as_json": True, "curl": True, "timeout": 30.0,
     }  # fmt: skip
     assert cli.main(["watch", "myfirstserverlessapp", "--namespace", "ns"]) == 0
-    assert captured["run_watch"] == {"service": "myfirstserverlessapp", "namespace": "ns"}
+    assert captured["run_watch"] == {
+        "service": "myfirstserverlessapp", "namespace": "ns", "metrics": None,
+    }  # fmt: skip
+
+
+def test_metrics_store_comes_from_the_flag_else_metrics_env(
+    captured: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert cli.main(["watch", "svc", "--metrics", "http://127.0.0.1:8428"]) == 0
+    assert captured["run_watch"]["metrics"] == "http://127.0.0.1:8428"
+    monkeypatch.setenv("METRICS", "http://127.0.0.1:9999")
+    assert cli.main(["load", "--watch", "svc", "http://127.0.0.1/"]) == 0
+    assert captured["run_load"]["metrics"] == "http://127.0.0.1:9999"
+    assert cli.main(["watch", "svc", "--metrics", ""]) == 0
+    assert not captured["run_watch"]["metrics"]
 
 
 @pytest.mark.parametrize(
@@ -98,6 +113,10 @@ def test_call_and_watch_pass_through(captured: dict[str, Any]) -> None:
         (["load"], "the following arguments are required: URL"),
         (["call", "--in", "x"], "argument --in: 'x' is not a positive integer"),
         (["watch"], "the following arguments are required: NAME"),
+        (
+            ["watch", "s", "--metrics", "127.0.0.1:8428"],
+            "argument --metrics: '127.0.0.1:8428' is not an http(s) URL",
+        ),
         ([], "the following arguments are required: COMMAND"),
     ],
 )

@@ -1,4 +1,5 @@
-"""`--watch` and `faas watch` against a fake Kubernetes API driven to scale 0 -> 3 -> 0."""
+"""`--watch` and `faas watch` against a fake Kubernetes API driven to scale 0 -> 3 -> 0, the
+pods terminating before they go, and a fake metrics store with Knative's desired pods."""
 
 from __future__ import annotations
 
@@ -16,20 +17,26 @@ import pytest
 
 from ops import cli, commands
 from ops.requester import Work
-from ops.watch import Sample, Timeline, watch_pods
+from ops.watch import READY, TERMINATING, Sample, Timeline, watch_pods
 from tests.ops.fake_kube import FakeKube, running_fake_kube
-from tests.utils import run_service
+from tests.utils import free_port, run_service
 
 NAMESPACE = "hackathon-pi-knative"
 SERVICE = "myfirstserverlessapp"
-SCRIPT = [  # (seconds after the watch connected, readiness of each pod)
+GONE = "terminating"
+SCRIPT: list[tuple[float, list[bool | str]]] = [  # (seconds after the watch connected, pods)
     (0.0, [False, False, False]),
     (0.4, [True, False, False]),
     (0.8, [True, True, True]),
-    (2.2, []),
+    (2.2, [GONE, GONE, GONE]),
+    (2.6, []),
 ]
-# One sample per event: pods appear, become ready one by one, then are deleted.
-TIMELINE = [(0, 0), (0, 1), (0, 2), (0, 3), (1, 3), (2, 3), (3, 3), (2, 2), (1, 1), (0, 0)]
+# One sample per event, (ready, live pods, terminating): pods appear, become ready one by one,
+# are deleted (terminating, no longer live), then are gone.
+TIMELINE = [
+    (0, 0, 0), (0, 1, 0), (0, 2, 0), (0, 3, 0), (1, 3, 0), (2, 3, 0), (3, 3, 0),
+    (2, 2, 1), (1, 1, 2), (0, 0, 3), (0, 0, 2), (0, 0, 1), (0, 0, 0),
+]  # fmt: skip
 
 
 def _drive(fake: FakeKube) -> threading.Thread:
@@ -63,16 +70,15 @@ def ctrl_c_back_at_zero(monkeypatch: pytest.MonkeyPatch) -> None:
             nonlocal seen_pods
             if on_sample is not None:
                 on_sample(sample)
-            if seen_pods and sample.total == 0:
+            if seen_pods and sample.pods + sample.terminating == 0:
                 signal.raise_signal(signal.SIGINT)
-            seen_pods = seen_pods or sample.total > 0
+            seen_pods = seen_pods or sample.pods > 0
 
         return await watch_pods(*args, on_sample=observe, **kwargs)
 
     monkeypatch.setattr(commands, "watch_pods", watch_then_ctrl_c)
 
 
-@pytest.mark.usefixtures("ctrl_c_back_at_zero")
 def test_load_with_watch_records_the_timeline_summary_and_plot(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -95,15 +101,19 @@ def test_load_with_watch_records_the_timeline_summary_and_plot(
     assert code == 0
     document = json.loads(out.getvalue())
     samples = document["replicas"]["timeline"]
-    assert [(s["ready"], s["total"]) for s in samples] == TIMELINE
+    assert [(s["ready"], s["pods"], s["terminating"]) for s in samples] == TIMELINE
     summary = document["replicas"]["summary"]
     assert summary["peak_ready"] == 3
     assert summary["peak_pods"] == 3
+    assert summary["peak_terminating"] == 3
     first_ready = next(s["t"] for s in samples if s["ready"] > 0)
     assert summary["first_ready_seconds"] == first_ready
-    assert summary["back_to_zero_seconds"] == samples[-1]["t"]
+    assert summary["back_to_zero_seconds"] == samples[TIMELINE.index((0, 0, 3))]["t"]
+    assert summary["all_gone_seconds"] == samples[-1]["t"]
     # Times count from the start of the command: in order, and within how long it took.
-    assert 0 < first_ready < summary["back_to_zero_seconds"] <= elapsed
+    assert 0 < first_ready < summary["back_to_zero_seconds"] < summary["all_gone_seconds"]
+    assert summary["all_gone_seconds"] <= elapsed
+    assert elapsed < 30, "it kept watching after no pod was left, to the end of --watch-after"
     assert fake.selectors
     assert set(fake.selectors) == {f"serving.knative.dev/service={SERVICE}"}
     assert document["report"]["status_codes"] == {"200": document["report"]["requests"]}
@@ -121,12 +131,61 @@ def test_faas_watch_prints_live_lines_and_the_summary(
         driver = _drive(fake)
         code = commands.run_watch(service=SERVICE, namespace=NAMESPACE, out=out)
         driver.join()
-    live, _, summary = out.getvalue().partition("Replica timeline (ready/pods):\n")
-    lines = re.findall(r"^ +([0-9.]+) s  ready ([0-9]+)/([0-9]+)$", live, re.MULTILINE)
+    live, _, summary = out.getvalue().partition(
+        "Replica timeline (ready/live pods, terminating apart):\n"
+    )
+    lines = re.findall(
+        r"^ +([0-9.]+) s  ready ([0-9]+)/([0-9]+)  terminating ([0-9]+)$", live, re.MULTILINE
+    )
     assert code == 0
-    assert [(int(ready), int(total)) for _, ready, total in lines] == TIMELINE[1:]
+    assert [tuple(int(n) for n in line[1:]) for line in lines] == TIMELINE[1:]
     assert "Peak replicas:\t3 ready, 3 pods" in summary
-    assert f"Back to zero:\t{lines[-1][0]} s" in summary
+    assert "Knative:" not in summary
+    assert f"Back to zero:\t{lines[TIMELINE.index((0, 0, 3)) - 1][0]} s" in summary
+    assert f"Last pod gone:\t{lines[-1][0]} s" in summary
+
+
+@pytest.mark.usefixtures("ctrl_c_back_at_zero")
+def test_faas_watch_adds_knatives_desired_and_requested_pods_from_the_metrics_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with running_fake_kube(tmp_path, NAMESPACE, SERVICE) as (fake, kubeconfig):
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        fake.scale = {"kn_revision_pods_desired": 3, "kn_revision_pods_requested": 2}
+        out = io.StringIO()
+        driver = _drive(fake)
+        # The namespace comes from the kubeconfig's context, as for the pods.
+        code = cli_watch(["watch", SERVICE, "--metrics", fake.url], out)
+        driver.join()
+    assert code == 0
+    assert "  desired 3  requested 2" in out.getvalue()
+    assert "Knative:\tdesired 3 pods at the peak, requested 2 (bounded by max-scale)" in (
+        out.getvalue()
+    )
+    scope = f'{{k8s_namespace_name="{NAMESPACE}", kn_service_name="{SERVICE}"}}'
+    assert f"sum(kn_revision_pods_desired{scope})" in fake.queries
+
+
+def cli_watch(argv: list[str], out: io.StringIO) -> int:
+    """`faas ARGV` with its standard output into OUT."""
+    import contextlib  # noqa: PLC0415
+
+    with contextlib.redirect_stdout(out):
+        return cli.main(argv)
+
+
+def test_watch_with_an_unreachable_metrics_store_is_one_line_and_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    with running_fake_kube(tmp_path, NAMESPACE, SERVICE) as (_, kubeconfig):
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        monkeypatch.setenv("METRICS", closed)  # the default of --metrics
+        code = cli.main(["watch", SERVICE])
+    captured = capsys.readouterr()
+    assert code == commands.FAILED
+    [line] = captured.err.splitlines()
+    assert line.startswith(f"faas: watch: cannot read the metrics store {closed}: ")
 
 
 @pytest.mark.parametrize(
@@ -144,12 +203,23 @@ def test_back_to_zero_is_reported_only_when_the_timeline_ends_at_zero(
 ) -> None:
     timeline = Timeline()
     for t, count in enumerate(pods):
-        timeline.add(float(t), {f"pod-{i}": True for i in range(count)})
+        timeline.pods = {f"pod-{i}": READY for i in range(count)}
+        timeline.record(float(t))
     assert timeline.summary()["back_to_zero_seconds"] == back_to_zero
     out = io.StringIO()
     commands.print_timeline(timeline, out)
     shown = "not observed" if back_to_zero is None else f"{back_to_zero:.1f} s"
     assert f"Back to zero:\t{shown}\n" in out.getvalue()
+
+
+def test_terminating_pods_are_not_live_but_keep_the_service_from_being_gone() -> None:
+    timeline = Timeline()
+    for t, pods in enumerate([{"a": READY}, {"a": TERMINATING}, {}]):
+        timeline.pods = dict(pods)
+        timeline.record(float(t))
+    assert [s.counts[:3] for s in timeline.samples] == [(1, 1, 0), (0, 0, 1), (0, 0, 0)]
+    summary = timeline.summary()
+    assert (summary["back_to_zero_seconds"], summary["all_gone_seconds"]) == (1.0, 2.0)
 
 
 def _unreadable_kubeconfig(tmp_path: Path, kind: str) -> tuple[Path, str]:
