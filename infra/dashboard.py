@@ -40,6 +40,7 @@ class Panel:
     unit: str  # Grafana's unit id: short, s, reqps, none
     queries: tuple[Query, ...]
     width: int = 6  # of 12 columns
+    legend: bool = True  # off where one series a pod would make it longer than the chart
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ ROWS = (
                     ),
                 ),
                 width=12,
+                legend=False,
             ),
         ),
     ),
@@ -196,6 +198,7 @@ def vmui(namespace: str, service: str) -> dict[str, Any]:
                 for q in panel.queries
             ],
             "alias": [q.legend for q in panel.queries],
+            "showLegend": panel.legend,
         }
 
     return {
@@ -228,7 +231,13 @@ def grafana(namespace: str, service: str) -> dict[str, Any]:
                     "datasource": datasource,
                     "gridPos": {"h": 8, "w": width, "x": x, "y": y},
                     "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
-                    "options": {"legend": {"displayMode": "list", "placement": "bottom"}},
+                    "options": {
+                        "legend": {
+                            "displayMode": "list",
+                            "placement": "bottom",
+                            "showLegend": panel.legend,
+                        }
+                    },
                     "targets": [
                         {
                             "refId": chr(ord("A") + index),

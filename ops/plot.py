@@ -36,13 +36,17 @@ def _desired(sample: Sample) -> int:
     return sample.desired or 0
 
 
+def _requested(sample: Sample) -> int:
+    return sample.requested or 0
+
+
 def plot(path: Path, results: list[Result], samples: list[Sample], title: str) -> None:
     import matplotlib  # noqa: PLC0415 (only --plot needs it, and it is slow to import)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    figure, load_axis = plt.subplots(figsize=(10, 4.5), dpi=100)
+    figure, load_axis = plt.subplots(figsize=(10, 5), dpi=100)
     times, counts = in_flight(results)
     load_axis.plot(times, counts, color="tab:blue", label="requests in flight")
     load_axis.set_xlabel("seconds")
@@ -57,18 +61,25 @@ def plot(path: Path, results: list[Result], samples: list[Sample], title: str) -
             ("terminating pods", _terminating, {"color": "tab:gray", "linestyle": ":"}),
         ]
         if any(s.desired is not None for s in samples):
-            series.append(("desired (Knative)", _desired, {"color": "tab:red", "alpha": 0.6}))
+            series += [
+                ("desired (Knative)", _desired, {"color": "tab:red", "alpha": 0.6}),
+                ("requested (Knative)", _requested, {"color": "tab:purple", "alpha": 0.6,
+                                                     "linestyle": "-."}),
+            ]  # fmt: skip
         for label, value, style in series:
             ys = [value(s) for s in samples]
             replica_axis.step(xs, [*ys, ys[-1]], where="post", label=label, **style)
     replica_axis.set_ylabel("replicas", color="tab:green")
-    replica_axis.set_ylim(bottom=0)
-    load_axis.set_ylim(bottom=0)
+    # One scale on both sides: a replica per request in flight reads as level lines.
+    top = max(load_axis.get_ylim()[1], replica_axis.get_ylim()[1])
+    replica_axis.set_ylim(0, top)
+    load_axis.set_ylim(0, top)
     load_handles, load_labels = load_axis.get_legend_handles_labels()
     replica_handles, replica_labels = replica_axis.get_legend_handles_labels()
     load_axis.legend(
-        load_handles + replica_handles, load_labels + replica_labels, loc="center right"
-    )
+        load_handles + replica_handles, load_labels + replica_labels,
+        loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=4, frameon=False,
+    )  # fmt: skip
     load_axis.set_title(title)
     figure.tight_layout()
     figure.savefig(path)
