@@ -15,13 +15,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     tests first, before the session's cluster exists (they start clusters of their own that
     must fail); the webhook's dry runs before the services that leave namespaces terminating
     (a namespace holding pods takes minutes to go: pods drain for 30 s, and the namespace
-    controller backs off while it waits)."""
+    controller backs off while it waits); the load test, which ends with no pod and removes its
+    namespace, before test_serving deploys the bosun stack's Service into the same one."""
     for item in items:
         item.add_marker(pytest.mark.cluster)
     items.sort(key=lambda item: next((i for i, m in enumerate(ORDER) if m in item.nodeid), 99))
 
 
-ORDER = ("test_harness_faults", "test_harness.py", "test_webhook", "test_serving", "test_pulumi")
+ORDER = (
+    "test_harness_faults", "test_harness.py", "test_webhook", "test_scaling", "test_serving",
+    "test_pulumi",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="session")

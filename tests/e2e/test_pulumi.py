@@ -27,6 +27,7 @@ import yaml
 
 from e2e.context import free_port
 from e2e.language_host import command
+from infra import dashboard
 from infra.config import ConfigError, parse
 from tests.e2e.kube import ROOT, Kube, Stack, base_image_ref, eventually
 
@@ -372,3 +373,29 @@ def test_an_existing_namespace_keeps_living_without_the_label(
         other.pulumi("stack", "rm", "--yes")
     finally:
         kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_the_grafana_dashboard_is_a_configmap_that_grafanas_sidecar_loads(
+    kube: Kube, app_image: str, tmp_path: Path
+) -> None:
+    """grafanaDashboard: true, into Grafana's namespace as kube-prometheus-stack makes it."""
+    monitoring, namespace = "monitoring", "pulumi-dashboard"
+    kube.kubectl("create", "namespace", monitoring)
+    try:
+        (tmp_path / "state").mkdir()
+        other = Stack("dashboard", kube, tmp_path / "state", tmp_path / "Pulumi.dashboard.yaml")
+        other.pulumi("stack", "init")
+        other.configure(prebuilt_config(app_image, namespace=namespace, grafanaDashboard=True,
+                                        grafanaDashboardNamespace=monitoring))  # fmt: skip
+        other.pulumi("up", "--yes", timeout=600)
+        found = kube.get("configmaps", "-n", monitoring, "-l", "grafana_dashboard=1")["items"]
+        assert [c["metadata"]["name"] for c in found] == [f"{NAME}-dashboard"]
+        (board,) = (json.loads(text) for text in found[0]["data"].values())
+        assert board["uid"] == dashboard.UID
+        variables = {v["name"]: v["current"]["value"] for v in board["templating"]["list"][1:]}
+        assert variables == {"namespace": namespace, "service": NAME}
+        other.pulumi("destroy", "--yes", timeout=600)
+        assert kube.get("configmaps", "-n", monitoring, "-l", "grafana_dashboard=1")["items"] == []
+        other.pulumi("stack", "rm", "--yes")
+    finally:
+        kube.kubectl("delete", "namespace", monitoring, namespace, "--wait=false", check=False)
