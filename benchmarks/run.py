@@ -5,7 +5,8 @@
 The service and the bare Starlette app run under ``--python`` (`make bench` passes a venv with
 the image's runtime dependencies only). Load comes from Debian's `hey`; without it those rows
 say so. The deploy times need the local control plane (`make cluster-up`) and the Pulumi tools
-(`make tools`); without them that table says so. Prints markdown tables.
+(`make tools`), the scaling figures (benchmarks/scaling.py) the control plane; without them
+those tables say so. Prints markdown tables.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from benchmarks import coldstart
 from benchmarks.deploy import deploy_times
 from benchmarks.output import average_seconds, requests_per_second, table
+from benchmarks.scaling import scaling
 from benchmarks.service_process import running_service
 
 REQUESTS = ("/?in=10000&nap=0&processes=50", "/?in=100000&nap=0&processes=5000")
@@ -153,6 +155,7 @@ def main() -> None:
     latency_and_throughput(args.python, args.seconds)
     method_costs()
     deploy_times()
+    scaling()
 
 
 if __name__ == "__main__":
