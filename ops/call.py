@@ -22,12 +22,19 @@ def curl_for(endpoint: Endpoint, url: str, as_json: bool) -> str:
     return shlex.join([*parts, url])
 
 
-async def call(endpoint: Endpoint, url: str, as_json: bool, timeout: float) -> tuple[int, str]:
-    """Send the request with the route's Host header; the status and the body.
+async def call(
+    endpoint: Endpoint,
+    url: str,
+    as_json: bool,
+    timeout: float,
+    extra: dict[str, str] | None = None,
+) -> tuple[int, str]:
+    """Send the request with the route's Host header (and EXTRA headers); the status and the
+    body.
 
     ``timeout`` is in seconds for the whole request; 0 means none.
     """
-    headers = {"Host": endpoint.domain}
+    headers = {"Host": endpoint.domain, **(extra or {})}
     if as_json:
         headers["Accept"] = "application/json"
     try:

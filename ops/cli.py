@@ -1,7 +1,7 @@
 """faas: call the app through the gateway, load it like hey, watch its replicas scale.
 
 faas call [--stack bosun] [--host HOST --domain DOMAIN] [--in N --nap SECONDS --processes N]
-          [--json] [--curl] [-t SECONDS]
+          [--json] [--curl] [-t SECONDS] [--trace [--traces URL]]
 faas load [hey's flags] [--json] [--watch NAME [--metrics URL]] [--plot FILE.png] URL
 faas watch NAME [--metrics URL]
 
@@ -96,6 +96,15 @@ def _parser() -> argparse.ArgumentParser:
         "-t", "--timeout", type=_non_negative_float, default=30.0, metavar="SECONDS",
         help="give up after SECONDS; 0: never (default: %(default)g)",
     )  # fmt: skip
+    call.add_argument(
+        "--trace", action="store_true",
+        help="send a sampled W3C traceparent of our own, then print the trace's spans from "
+        "the trace store",
+    )  # fmt: skip
+    call.add_argument(
+        "--traces", type=_http_url, default=os.environ.get("TRACES") or None, metavar="URL",
+        help="the trace store's Jaeger query API (default: $TRACES)",
+    )  # fmt: skip
 
     load = _command(commands_, "load", "load a URL as hey does")
     load.epilog = "Exit status 3: the load ran and its report is printed; --watch failed."
@@ -133,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _metrics_url(text: str) -> str:
+def _http_url(text: str) -> str:
     if not text:
         return text  # --metrics '': none, even with $METRICS set
     parts = urlsplit(text)
@@ -144,7 +153,7 @@ def _metrics_url(text: str) -> str:
 
 def _metrics_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--metrics", type=_metrics_url, default=os.environ.get("METRICS") or None, metavar="URL",
+        "--metrics", type=_http_url, default=os.environ.get("METRICS") or None, metavar="URL",
         help="a Prometheus API (the local cluster's store: $METRICS) to add Knative's desired "
         "and requested pods from (default: $METRICS; '' for none)",
     )  # fmt: skip
@@ -161,10 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "call":
+            if args.trace and not args.traces:
+                parser.error("--trace needs the trace store: --traces URL or $TRACES")
             return commands.run_call(
                 stack=args.stack, host=args.host, domain=args.domain, in_=args.in_,
                 nap=args.nap, processes=args.processes, as_json=args.json, curl=args.curl,
-                timeout=args.timeout,
+                timeout=args.timeout, traces=args.traces if args.trace else None,
             )  # fmt: skip
         if args.command == "load":
             if urlsplit(args.url).scheme not in ("http", "https"):

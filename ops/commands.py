@@ -17,6 +17,7 @@ from ops.plot import plot
 from ops.printer import print_report
 from ops.report import Report
 from ops.requester import Run, Work, execute
+from ops.trace import Traceparent, tree, wait_for_trace
 from ops.watch import Sample, Timeline, WatchError, watch_pods
 
 FAILED = 1  # the command could not do its job; one line on stderr says why
@@ -34,20 +35,28 @@ def run_call(
     as_json: bool,
     curl: bool,
     timeout: float,
+    traces: str | None = None,
     out: TextIO | None = None,
 ) -> int:
-    """Print the app's answer (or, with ``curl``, the equivalent curl command)."""
+    """Print the app's answer (or, with ``curl``, the equivalent curl command); with
+    ``traces`` (a Jaeger query API's URL), send a trace of our own and print its spans."""
     out = out or sys.stdout
     endpoint = resolve(host, domain, stack)
     url = url_for(endpoint, in_, nap, processes)
     if curl:
         out.write(curl_for(endpoint, url, as_json) + "\n")
         return 0
-    status, body = asyncio.run(call(endpoint, url, as_json, timeout))
+    parent = Traceparent.new() if traces else None
+    extra = {"traceparent": parent.header} if parent else None
+    status, body = asyncio.run(call(endpoint, url, as_json, timeout, extra))
     out.write(body if body.endswith("\n") else body + "\n")
     if status >= 400:
         print(f"faas: HTTP {status} from {url}", file=sys.stderr)
         return 1
+    if traces and parent:
+        spans = asyncio.run(wait_for_trace(traces, parent.trace_id))
+        out.write(f"\nTrace {parent.trace_id} ({len(spans)} spans), from {traces}:\n")
+        out.write("".join(f"{line}\n" for line in tree(spans)))
     return 0
 
 

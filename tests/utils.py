@@ -200,6 +200,16 @@ class ZipkinReceiver:
                 self.send_header("content-length", "0")
                 self.end_headers()
 
+            def do_GET(self) -> None:
+                # Jaeger's query API (/api/traces/ID) over what was received, as faas reads it.
+                trace_id = self.path.rsplit("/", 1)[-1]
+                spans = [s for s in receiver.spans if s.get("traceId") == trace_id]
+                body = json.dumps(_jaeger_trace(trace_id, spans)).encode()
+                self.send_response(200 if spans else 404)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
@@ -214,3 +224,32 @@ class ZipkinReceiver:
             self._server.shutdown()
             self._server.server_close()
             thread.join(5)
+
+
+def _jaeger_trace(trace_id: str, spans: list[dict[str, Any]]) -> dict[str, Any]:
+    """Zipkin v2 spans as Jaeger's query API answers for one trace."""
+    services = sorted({s.get("localEndpoint", {}).get("serviceName", "?") for s in spans})
+    process = {name: f"p{i}" for i, name in enumerate(services, start=1)}
+    return {
+        "data": [
+            {
+                "traceID": trace_id,
+                "spans": [
+                    {
+                        "spanID": s["id"],
+                        "operationName": s["name"],
+                        "references": [{"refType": "CHILD_OF", "spanID": s["parentId"]}]
+                        if s.get("parentId")
+                        else [],
+                        "startTime": s["timestamp"],
+                        "duration": s.get("duration", 0),
+                        "processID": process[s.get("localEndpoint", {}).get("serviceName", "?")],
+                    }
+                    for s in spans
+                ],
+                "processes": {pid: {"serviceName": name} for name, pid in process.items()},
+            }
+        ]
+        if spans
+        else []
+    }

@@ -16,13 +16,14 @@ import pytest
 from ops import cli, commands
 from ops.endpoint import Endpoint, OpsError, resolve
 from ops.requester import Work
-from tests.utils import run_service
+from tests.utils import ZipkinReceiver, free_port, run_service
 
 
 @pytest.fixture
 def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     calls: dict[str, Any] = {}
     monkeypatch.delenv("METRICS", raising=False)
+    monkeypatch.delenv("TRACES", raising=False)
     for name in ("run_call", "run_load", "run_watch"):
         monkeypatch.setattr(
             commands, name, lambda _name=name, **kwargs: calls.update({_name: kwargs}) or 0
@@ -72,7 +73,7 @@ def test_call_and_watch_pass_through(captured: dict[str, Any]) -> None:
                      "--processes", "5", "--json", "--curl"]) == 0  # fmt: skip
     assert captured["run_call"] == {
         "stack": "bosun", "host": "gw", "domain": "d", "in_": 100, "nap": 0, "processes": 5,
-        "as_json": True, "curl": True, "timeout": 30.0,
+        "as_json": True, "curl": True, "timeout": 30.0, "traces": None,
     }  # fmt: skip
     assert cli.main(["watch", "myfirstserverlessapp", "--namespace", "ns"]) == 0
     assert captured["run_watch"] == {
@@ -271,3 +272,45 @@ def test_the_console_script_is_installed() -> None:
     done = subprocess.run([faas, "load", "--help"], capture_output=True, text=True, check=True)
     assert "-z Z" in done.stdout
     assert "--watch NAME" in done.stdout
+
+
+def test_call_with_trace_follows_its_own_trace_into_the_store(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The app continues faas's traceparent and exports to the store; faas prints the tree."""
+    with ZipkinReceiver().running() as store:
+        collector = store.endpoint
+        with run_service(OTEL_EXPORTER_ZIPKIN_ENDPOINT=collector, OTEL_SERVICE_NAME="app",
+                         OTEL_BSP_SCHEDULE_DELAY="100") as svc:  # fmt: skip
+            traces = collector.removesuffix("/api/v2/spans")
+            code = cli.main(["call", "--host", svc.url, "--domain", "d", "--nap", "1",
+                             "--trace", "--traces", traces])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "Method B napped for 1 seconds" in out
+    header, *lines = out.split("\nTrace ", 1)[1].splitlines()
+    trace_id = header.split()[0]
+    assert header == f"{trace_id} (5 spans), from {traces}:"
+    assert {span["traceId"] for span in store.spans} == {trace_id}
+    names = [line.split("  app  ")[1] for line in lines]
+    assert names == ["GET /", "└─ heavyLifting", "   └─ heavyweightMethodA",
+                     "      └─ heavyweightMethodB", "         └─ heavyweightMethodC"]  # fmt: skip
+    method_b = next(line for line in lines if "heavyweightMethodB" in line)
+    assert float(method_b.split()[2]) >= 1.0  # start offset, "s", duration
+
+
+def test_call_with_trace_and_no_store_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TRACES", raising=False)
+    with pytest.raises(SystemExit) as usage:
+        cli.main(["call", "--host", "gw", "--domain", "d", "--trace"])
+    assert usage.value.code == 2
+    assert "--trace needs the trace store: --traces URL or $TRACES" in capsys.readouterr().err
+    closed = f"http://127.0.0.1:{free_port()}"
+    with run_service() as svc:
+        code = cli.main(["call", "--host", svc.url, "--domain", "d", "--nap", "0",
+                         "--trace", "--traces", closed])  # fmt: skip
+    assert code == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"faas: error: cannot reach the trace store {closed}: ")
