@@ -49,6 +49,8 @@ BUILDX = "github.com/docker/buildx"
 PULUMI_SDK = "github.com/pulumi/pulumi/sdk/v3"
 VICTORIAMETRICS = "github.com/VictoriaMetrics/VictoriaMetrics"
 KUBE_STATE_METRICS = "k8s.io/kube-state-metrics/v2"
+COREDNS = "github.com/coredns/coredns"
+JAEGER = "github.com/jaegertracing/jaeger"
 
 TOOLS_LIST = (
     Tool("etcd", "kubernetes", "go.etcd.io/etcd/server/v3", "go.etcd.io/etcd/server/v3",
@@ -61,6 +63,9 @@ TOOLS_LIST = (
          "k8s.io/kubernetes", ("--version",)),
     Tool("kubectl", "kubernetes", "k8s.io/kubernetes/cmd/kubectl", "k8s.io/kubernetes",
          ("version", "--client")),
+    Tool("kube-proxy", "kubernetes", "k8s.io/kubernetes/cmd/kube-proxy", "k8s.io/kubernetes",
+         ("--version",)),
+    Tool("coredns", "coredns", COREDNS, COREDNS, ("-version",)),
     Tool("knative-webhook", "knative", "knative.dev/serving/cmd/webhook", "knative.dev/serving"),
     Tool("knative-controller", "knative", "knative.dev/serving/cmd/controller",
          "knative.dev/serving"),
@@ -74,6 +79,7 @@ TOOLS_LIST = (
          VICTORIAMETRICS, ("--version",)),
     Tool("kube-state-metrics", "kube-state-metrics", KUBE_STATE_METRICS, KUBE_STATE_METRICS,
          ("version",)),
+    Tool("jaeger", "jaeger", f"{JAEGER}/cmd/jaeger", JAEGER, ("version",)),
     Tool("buildkitd", "docker-build", f"{BUILDKIT}/cmd/buildkitd", BUILDKIT, ("--version",)),
     Tool("docker-buildx", "docker-build", f"{BUILDX}/cmd/buildx", BUILDX, ("version",)),
     Tool("pulumi", "pulumi", "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi",
@@ -159,6 +165,11 @@ def _ldflags(tool: Tool) -> str:
     elif tool.source == VICTORIAMETRICS:
         # What its Makefile stamps (`--version` prints it).
         flags.append(f"-X {tool.source}/lib/buildinfo.Version=victoria-metrics-{pinned(tool)}")
+    elif tool.source == COREDNS:
+        flags.append(f"-X {tool.source}/coremain.GitCommit={pinned(tool)}")
+    elif tool.source == JAEGER:
+        # What its Makefile stamps (scripts/makefiles/BuildInfo.mk).
+        flags.append(f"-X {tool.source}/internal/version.latestVersion={pinned(tool)}")
     elif tool.source == KUBE_STATE_METRICS:
         flags.append(f"-X github.com/prometheus/common/version.Version={pinned(tool)}")
     elif tool.source in {BUILDKIT, BUILDX}:
