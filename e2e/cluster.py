@@ -18,7 +18,22 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 
-from e2e import controlplane, gateway, images, knative, kubelet, metrics, netns, process, tools
+from lightkube import ApiError
+
+from e2e import (
+    controlplane,
+    dns,
+    gateway,
+    images,
+    knative,
+    kubelet,
+    metrics,
+    netns,
+    process,
+    proxy,
+    tools,
+    traces,
+)
 from e2e.context import (
     DOCKER_CONFIG,
     ENV_FILE,
@@ -39,12 +54,19 @@ Step = Callable[[Context], None]
 
 
 def _network(ctx: Context) -> None:
+    """The node's bridge; the blackhole route for the Services' range, before anything can
+    send to it; and the sysctls that forwarding to cluster IPs needs (the host's values kept,
+    to restore)."""
     try:
         netns.create_bridge()
+        ctx.state.bridge = True
+        ctx.state.save()
+        netns.blackhole_services()
+        ctx.state.sysctls = netns.set_sysctls(netns.SYSCTLS)
     except netns.NetworkError as error:
         raise ClusterError(f"network: {error}") from None
-    ctx.state.bridge = True
-    ctx.state.save()
+    finally:
+        ctx.state.save()
 
 
 def _env_file(ctx: Context) -> None:
@@ -64,16 +86,23 @@ STEPS: tuple[Step, ...] = (
     images.registry,
     images.buildkit,
     images.node_images,
+    kubelet.start,  # the node registers before kube-proxy, which runs for that node
+    proxy.start,
+    dns.start,
+    traces.start,
     knative.install,
     knative.components,
-    kubelet.start,
     gateway.start,
     metrics.kube_state_metrics,
     metrics.store,
     _env_file,
 )
 # What `stop NAME` and `start NAME` act on: a component whose start step can run again alone.
-RESTARTABLE: dict[str, Step] = {"registry": images.registry}
+RESTARTABLE: dict[str, Step] = {
+    "registry": images.registry,
+    "kube-proxy": proxy.run,
+    "jaeger": traces.run,
+}
 
 
 def _preflight(ctx: Context) -> None:
@@ -87,6 +116,7 @@ def _preflight(ctx: Context) -> None:
     require("docker-registry", "docker-registry")
     require("ip", "iproute2")
     require("runc", "runc")  # BuildKit's OCI worker runs each build step with it
+    require("iptables", "iptables")  # kube-proxy's rules
     docker_client()
     ctx.state.ports = {
         "gateway": port_from_env("gateway", "GATEWAY_PORT"),
@@ -116,6 +146,7 @@ class Cluster:
             "REGISTRY": images.registry_address(state),
             "GATEWAY": f"127.0.0.1:{state.ports['gateway']}",
             "METRICS": metrics.url(state),
+            "TRACES": traces.URL,
         }
 
     @staticmethod
@@ -193,9 +224,12 @@ class Cluster:
                 child.wait()  # reaped by process.stop; this records it (no zombie, no warning)
             if not quiet:
                 ctx.out(f"stopped {each.name} (pid {each.pid})")
+        proxy.cleanup()  # kube-proxy's rules, whether it stopped cleanly or was killed
         for name in netns.owned():
             netns.delete(name)
         netns.delete_bridge()
+        netns.remove_blackhole()
+        netns.restore_sysctls(ctx.state.sysctls)
         shutil.rmtree(STATE, ignore_errors=True)
         # dockerd bind-mounts the host's network namespace at <exec-root>/netns/default for the
         # first host-network container and leaves it mounted when it exits.
@@ -254,6 +288,7 @@ def _status() -> int:
         print(f"{each.name:<26} pid {each.pid:<8} {status}")
     if Cluster.running():
         print(f"{'metrics store':<26} {metrics.url(state)}")
+        print(f"{'trace store':<26} {traces.URL}")
     return 0 if Cluster.running() else 1
 
 
@@ -284,6 +319,10 @@ def main(argv: list[str] | None = None) -> int:
         return commands[args.command]()
     except (ClusterError, netns.NetworkError, tools.ToolError) as error:
         print(f"cluster: {error}", file=sys.stderr)
+        return 1
+    except ApiError as error:  # the API server refused what a component applied
+        print(f"cluster: the API server refused a request: {error.status.message}",
+              file=sys.stderr)  # fmt: skip
         return 1
     except KeyboardInterrupt:
         print("cluster: interrupted; everything started was stopped", file=sys.stderr)

@@ -5,6 +5,7 @@ ControlPlane). A component is a function of this context (see cluster.py's start
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import shutil
@@ -16,10 +17,11 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from lightkube import ApiError, Client, KubeConfig
+from lightkube.resources.core_v1 import Endpoints, Service
 
 from e2e import process, tools
 from e2e.netns import NODE_IP, exec_prefix
@@ -51,6 +53,7 @@ class State:
     docker_host: str = ""
     bridge: bool = False
     images: dict[str, str] = field(default_factory=dict)  # images made here, by their role
+    sysctls: dict[str, str] = field(default_factory=dict)  # what the host had: restored by down
 
     def save(self) -> None:
         STATE.mkdir(parents=True, exist_ok=True)
@@ -134,6 +137,18 @@ def kubeconfig_text(server: str, ca: Path, user: dict[str, str]) -> str:
             "current-context": "local",
         }
     )
+
+
+def token_kubeconfig(ctx: Context, service_account: str, namespace: str) -> Path:
+    """A kubeconfig with a token of NAMESPACE/SERVICE_ACCOUNT: what a pod's projected token
+    gives a component, for one that runs as a process."""
+    path = STATE / f"kubeconfig-{namespace}-{service_account}"
+    if not path.exists():
+        token = ctx.kubectl(
+            "create", "token", service_account, f"--namespace={namespace}", "--duration=168h"
+        ).strip()
+        path.write_text(kubeconfig_text(ctx.server, ctx.ca, {"token": token}))
+    return path
 
 
 def get_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
@@ -274,6 +289,33 @@ class Context:
             "apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", "-",
             stdin=yaml.safe_dump_all(docs),
         )  # fmt: skip
+
+    def publish(
+        self, service: dict[str, Any], address: str, ports: dict[str, int] | None = None
+    ) -> None:
+        """SERVICE (a manifest) with Endpoints at ADDRESS, as the endpoints controller derives
+        them from a ready pod's address: for a component that runs as a process, with no pod
+        behind its Service (its selector is dropped). PORTS resolves named target ports."""
+        service = copy.deepcopy(service)
+        service["spec"].pop("selector", None)
+        subset_ports = []
+        for port in service["spec"]["ports"]:
+            target = port.get("targetPort", port["port"])
+            number = (ports or {}).get(target, target) if isinstance(target, str) else target
+            entry = {"name": port["name"], "port": int(number)}
+            if "protocol" in port:
+                entry["protocol"] = port["protocol"]
+            subset_ports.append(entry)
+        metadata = service["metadata"]
+        endpoints = {
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": {"name": metadata["name"], "namespace": metadata["namespace"],
+                         "labels": metadata.get("labels", {})},
+            "subsets": [{"addresses": [{"ip": address}], "ports": subset_ports}],
+        }  # fmt: skip
+        self.client.apply(cast(Service, Service.from_dict(service)), force=True)
+        self.client.apply(cast(Endpoints, Endpoints.from_dict(endpoints)), force=True)
 
     def docker(
         self, *args: str, check: bool = True, stdin: bytes | None = None

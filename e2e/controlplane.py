@@ -8,9 +8,6 @@ import time
 from e2e import netns, pki, tools
 from e2e.context import KUBECONFIG, PKI, STATE, Context, free_port, get_ok, kubeconfig_text
 
-SERVICE_CIDR = "10.96.0.0/24"  # cluster IPs: allocated, never routed (there is no kube-proxy)
-KUBERNETES_SERVICE_IP = "10.96.0.1"  # the first address of SERVICE_CIDR
-
 
 def certificates(ctx: Context) -> None:
     """The CA, the API server's serving certificate, the admin's client certificate and the
@@ -19,7 +16,7 @@ def certificates(ctx: Context) -> None:
     hosts = (
         netns.NODE_IP,
         "127.0.0.1",
-        KUBERNETES_SERVICE_IP,
+        netns.KUBERNETES_SERVICE_IP,
         "localhost",
         "kubernetes",
         "kubernetes.default",
@@ -72,7 +69,7 @@ def apiserver(ctx: Context) -> None:
             f"--service-account-key-file={PKI / 'service-account.pub'}",
             f"--service-account-signing-key-file={PKI / 'service-account.key'}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--service-cluster-ip-range={netns.SERVICE_NETWORK}",
             "--authorization-mode=Node,RBAC",
             # Webhooks are called at their Service's endpoints: no cluster IP is needed.
             "--enable-aggregator-routing=true",

@@ -11,22 +11,20 @@ from the same versions of those modules, which tools/knative's go.sum pins too.
 from __future__ import annotations
 
 import asyncio
-import copy
 import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import aiohttp
 import yaml
 from lightkube.resources.admissionregistration_v1 import MutatingWebhookConfiguration
-from lightkube.resources.core_v1 import Endpoints, Service
 
-from e2e import netns, probe, tools
-from e2e.context import START_TIMEOUT, STATE, ClusterError, Context, kubeconfig_text
+from e2e import netns, probe, tools, traces
+from e2e.context import START_TIMEOUT, ClusterError, Context, token_kubeconfig
 
 SERVING = "knative.dev/serving"
 NETWORKING = "knative.dev/networking"
@@ -113,10 +111,11 @@ NODE_NAME = "node-1"
 # Knative's components, each as its Deployment in config/core/deployments describes it, in a
 # network namespace of its own at a fixed address on the bridge (the pods' range starts at .32).
 COMPONENTS = {"webhook": 5, "controller": 2, "autoscaler": 3, "activator": 4}
-SERVICES = {"autoscaler": 3, "activator-service": 4, "controller": 2, "webhook": 5}
 
 
-def configure(docs: list[dict[str, Any]], *, queue_image: str, registry: str) -> None:
+def configure(
+    docs: list[dict[str, Any]], *, queue_image: str, registry: str, tracing_endpoint: str
+) -> None:
     """Knative's config maps as the local cluster runs them: see the README's list of what
     differs from a stock install, and why."""
     for doc in docs:
@@ -134,16 +133,13 @@ def configure(docs: list[dict[str, Any]], *, queue_image: str, registry: str) ->
             data[DOMAIN] = ""
         elif name == "config-observability":
             # Prometheus metrics from every component (:9090) and queue-proxy's request
-            # metrics (:9091), which the metrics store scrapes: off in a stock install.
+            # metrics (:9091), which the metrics store scrapes, and every request's spans to
+            # the trace store over OTLP: all off in a stock install.
             data["metrics-protocol"] = "prometheus"
             data["request-metrics-protocol"] = "prometheus"
-        elif name == "config-autoscaler":
-            # Before scaling to zero, Knative's autoscaler probes the revision's Service by
-            # its cluster DNS name to see the activator in the path; with no cluster DNS and
-            # no kube-proxy here that probe cannot pass. -1 keeps the activator in the path
-            # always, and Knative then skips the probe (kpa/scaler.go). The bosun stack's
-            # target of 1 keeps the activator in the path under the default (200) anyway.
-            data["target-burst-capacity"] = "-1"
+            data["tracing-protocol"] = "http/protobuf"
+            data["tracing-endpoint"] = tracing_endpoint
+            data["tracing-sampling-rate"] = "1"
 
 
 def install(ctx: Context) -> None:
@@ -162,7 +158,8 @@ def install(ctx: Context) -> None:
         )
     )
     registry = f"127.0.0.1:{ctx.state.ports['registry']}"
-    configure(docs, queue_image=ctx.state.images["queue"], registry=registry)
+    configure(docs, queue_image=ctx.state.images["queue"], registry=registry,
+              tracing_endpoint=traces.OTLP_HTTP)  # fmt: skip
     # Istio's ingress gateway Services, as an Istio install makes them (net-istio routes to
     # them); the gateway stand-in is what answers for them.
     docs += [
@@ -196,17 +193,6 @@ def components(ctx: Context) -> None:
             register_webhooks(ctx)
 
 
-def _token_kubeconfig(ctx: Context, service_account: str) -> Path:
-    """A kubeconfig with a token of ``service_account`` (what a pod's projected token is)."""
-    path = STATE / f"kubeconfig-{service_account}"
-    if not path.exists():
-        token = ctx.kubectl(
-            "create", "token", service_account, f"--namespace={NAMESPACE}", "--duration=168h"
-        ).strip()
-        path.write_text(kubeconfig_text(ctx.server, ctx.ca, {"token": token}))
-    return path
-
-
 def _probe(spec: dict[str, Any], host: str, ports: dict[str, int]) -> bool:
     async def once() -> bool:
         async with aiohttp.ClientSession() as session:
@@ -223,9 +209,7 @@ def component(ctx: Context, name: str, address: str) -> None:
     spec = deployment(name)
     container = spec.container
     namespace = f"{netns.PREFIX}{name}"
-    hosts = {f"{svc}.{NAMESPACE}.svc.cluster.local": str(netns.NETWORK[host])
-             for svc, host in SERVICES.items()}  # fmt: skip
-    netns.create(namespace, address, hosts)
+    netns.create(namespace, address, dns_namespace=NAMESPACE)
     pod_name = f"{name}-{NODE_NAME}"
     fields = {
         "metadata.name": pod_name,
@@ -240,7 +224,7 @@ def component(ctx: Context, name: str, address: str) -> None:
         else:
             env[variable["name"]] = fields[variable["valueFrom"]["fieldRef"]["fieldPath"]]
     # Out of a cluster, a kubeconfig replaces the pod's projected service-account token.
-    env["KUBECONFIG"] = str(_token_kubeconfig(ctx, spec.service_account))
+    env["KUBECONFIG"] = str(token_kubeconfig(ctx, spec.service_account, NAMESPACE))
     started = time.monotonic()
     process = ctx.spawn(
         f"knative-{name}", [str(tools.path(f"knative-{name}"))], env=env, namespace=namespace
@@ -248,32 +232,8 @@ def component(ctx: Context, name: str, address: str) -> None:
     ports = {p["name"]: int(p["containerPort"]) for p in container.get("ports", [])}
     readiness = container["readinessProbe"]
     ctx.wait(process, lambda: _probe(readiness, address, ports), started, START_TIMEOUT)
-    _publish(ctx, spec, address, ports)
-
-
-def _publish(ctx: Context, spec: Deployment, address: str, ports: dict[str, int]) -> None:
-    """The Deployment's Services, with Endpoints at the process (the endpoints controller
-    derives these from a pod's address; here no pod stands behind them)."""
-    for original in spec.services:
-        service = copy.deepcopy(original)
-        service["spec"].pop("selector", None)
-        subset_ports = []
-        for port in service["spec"]["ports"]:
-            target = port.get("targetPort", port["port"])
-            number = ports.get(target, target) if isinstance(target, str) else target
-            subset_ports.append({"name": port["name"], "port": int(number)})
-        endpoints = {
-            "apiVersion": "v1",
-            "kind": "Endpoints",
-            "metadata": {
-                "name": service["metadata"]["name"],
-                "namespace": service["metadata"]["namespace"],
-                "labels": service["metadata"].get("labels", {}),
-            },
-            "subsets": [{"addresses": [{"ip": address}], "ports": subset_ports}],
-        }
-        ctx.client.apply(cast(Service, Service.from_dict(service)), force=True)
-        ctx.client.apply(cast(Endpoints, Endpoints.from_dict(endpoints)), force=True)
+    for service in spec.services:
+        ctx.publish(service, address, ports)
 
 
 def register_webhooks(ctx: Context) -> None:

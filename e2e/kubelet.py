@@ -6,7 +6,8 @@ process does the kubelet's part of the cluster's work, and only that:
 - registers its Node, keeps its Lease and Ready condition fresh (the node lifecycle controller
   then lifts the not-ready taint, and kube-scheduler binds pods to it);
 - for every pod bound to the node: a sandbox (a pause container whose network namespace gets an
-  address on the node's bridge, as a CNI plugin would give), then each container from its image,
+  address on the node's bridge and a route for the Services' range via the node, as a CNI
+  plugin would give, and the cluster's DNS in its resolv.conf), then each container from its image,
   with docker, with the pod spec's command, args, env (values, field and resource references,
   config maps and secrets), user, read-only root, capabilities, emptyDir volumes and limits;
 - runs readiness, liveness and startup probes and the preStop hook, restarts exited containers
@@ -16,7 +17,7 @@ process does the kubelet's part of the cluster's work, and only that:
 
 Not done (nothing here needs it): init and ephemeral containers, projected service-account
 token, hostPath and persistent volumes, exec probes and hooks, `kubectl logs`/`exec` (use
-`docker logs`), pod DNS (the cluster has no DNS).
+`docker logs`), DNS policies other than ClusterFirst.
 """
 
 from __future__ import annotations
@@ -174,10 +175,25 @@ class PodWorker:
             "shareable",
             "--hostname",
             self.name[:63],
+            *self._dns_args(),
             self.kubelet.pause_image,
         )
         pid = await docker.ok("inspect", "--format", "{{.State.Pid}}", self.sandbox)
         await asyncio.to_thread(netns.adopt, self.netns, int(pid), self.address)
+
+    def _dns_args(self) -> list[str]:
+        """The pod's resolv.conf, as the kubelet writes it with --cluster-dns for dnsPolicy
+        ClusterFirst (the default); its containers share the sandbox's."""
+        if self.spec.get("dnsPolicy", "ClusterFirst") != "ClusterFirst":
+            return []
+        conf = netns.resolv_conf(self.namespace).splitlines()
+        args = [f"--dns={line.split()[1]}" for line in conf if line.startswith("nameserver")]
+        for line in conf:
+            if line.startswith("search"):
+                args += [f"--dns-search={domain}" for domain in line.split()[1:]]
+            elif line.startswith("options"):
+                args += [f"--dns-option={option}" for option in line.split()[1:]]
+        return args
 
     @property
     def netns(self) -> str:

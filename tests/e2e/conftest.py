@@ -23,8 +23,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 ORDER = (
-    "test_harness_faults", "test_harness.py", "test_webhook", "test_scaling", "test_serving",
-    "test_pulumi",
+    "test_harness_faults", "test_harness.py", "test_network", "test_webhook", "test_traces",
+    "test_scaling", "test_serving", "test_pulumi",
 )  # fmt: skip
 
 

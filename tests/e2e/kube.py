@@ -111,6 +111,23 @@ class Kube:
         """GET /?QUERY through the gateway stand-in, with Host: HOST, as curl -H does."""
         return httpx.get(f"http://{self.gateway}/?{query}", headers={"Host": host}, timeout=30)
 
+    def _container(self, namespace: str, pod: str, container: str) -> str:
+        name = f"k8s_{container}_{pod}_{namespace}_"
+        listed = self.docker("ps", "--filter", f"name=^{name}", "--format", "{{.ID}}").stdout
+        ids = listed.split()
+        assert len(ids) == 1, f"{namespace}/{pod} has no running container {container}"
+        return ids[0]
+
+    def exec(self, namespace: str, pod: str, container: str, *command: str) -> str:
+        """COMMAND in a container of a pod, as `kubectl exec` does (the kubelet stand-in has no
+        exec: its containers are docker's). Its standard output."""
+        return self.docker("exec", self._container(namespace, pod, container), *command).stdout
+
+    def logs(self, namespace: str, pod: str, container: str) -> str:
+        """A container's output so far, as `kubectl logs` shows it."""
+        result = self.docker("logs", self._container(namespace, pod, container))
+        return result.stdout + result.stderr
+
     def pod_containers(self) -> list[str]:
         """Every container the kubelet stand-in runs: pod uid per container."""
         out = self.docker("ps", "--filter", f"label={POD_LABEL}", "--format",

@@ -34,7 +34,9 @@ def test_env_file_exports_what_clients_need(kube: Kube) -> None:
     assert text.startswith("export ")
     exported = dict(pair.split("=", 1) for pair in text.split()[1:])
     assert exported == kube.env
-    assert set(exported) == {"KUBECONFIG", "DOCKER_HOST", "DOCKER_CONFIG", "REGISTRY", "GATEWAY"}
+    assert set(exported) == {
+        "KUBECONFIG", "DOCKER_HOST", "DOCKER_CONFIG", "REGISTRY", "GATEWAY", "METRICS", "TRACES",
+    }  # fmt: skip
     assert exported["REGISTRY"].startswith("127.0.0.1:")
     assert exported["GATEWAY"].startswith("127.0.0.1:")
     assert httpx.get(f"http://{exported['REGISTRY']}/v2/", timeout=5).status_code == 200
@@ -67,7 +69,8 @@ def test_status_lists_every_component_running(kube: Kube) -> None:
     names = {line.split()[0] for line in status.stdout.splitlines()}
     assert {f"knative-{name}" for name in KNATIVE_COMPONENTS} <= names
     assert {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "dockerd",
-            "registry", "buildkitd", "kubelet-standin", "gateway-standin"} <= names  # fmt: skip
+            "registry", "buildkitd", "kubelet-standin", "gateway-standin", "kube-proxy",
+            "coredns", "jaeger", "kube-state-metrics", "victoria-metrics"} <= names  # fmt: skip
     assert "NOT RUNNING" not in status.stdout
 
 
@@ -79,3 +82,14 @@ def test_knatives_components_are_registered_as_their_services(kube: Kube) -> Non
     webhook = kube.get("mutatingwebhookconfiguration", "webhook.serving.knative.dev")
     assert webhook["webhooks"][0]["clientConfig"]["service"]["name"] == "webhook"
     assert webhook["webhooks"][0]["clientConfig"]["caBundle"]
+
+
+def test_the_stores_answer_at_their_urls(kube: Kube) -> None:
+    """The metrics store's and the trace store's query APIs, as build/cluster/env names them;
+    `status` names them too."""
+    health = httpx.get(f"{kube.env['METRICS']}/api/v1/query", params={"query": "up"}, timeout=5)
+    assert health.json()["status"] == "success"
+    assert httpx.get(f"{kube.env['TRACES']}/api/services", timeout=5).status_code == 200
+    status = cluster("status").stdout
+    assert f"metrics store              {kube.env['METRICS']}" in status
+    assert f"trace store                {kube.env['TRACES']}" in status

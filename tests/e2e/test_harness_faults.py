@@ -54,6 +54,10 @@ def leftovers(*markers: str) -> list[str]:
     return found
 
 
+# The host's settings before any cluster of these tests ran: each must be found so again.
+SYSCTLS = {key: netns.sysctl(key) for key in netns.SYSCTLS}
+
+
 def assert_nothing_left(*markers: str) -> None:
     assert leftovers(*markers) == []
     assert not STATE.exists()
@@ -61,6 +65,11 @@ def assert_nothing_left(*markers: str) -> None:
     assert not RUN.exists()
     assert netns.owned() == []
     assert netns.ip("link", "show", netns.BRIDGE, check=False).returncode != 0
+    # The Services' blackhole route, kube-proxy's rules and the sysctls: as the host had them.
+    assert str(netns.SERVICE_NETWORK) not in netns.ip("route", "show", "type", "blackhole").stdout
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
+    assert "KUBE-" not in rules
+    assert {key: netns.sysctl(key) for key in netns.SYSCTLS} == SYSCTLS
 
 
 def test_port_in_use_is_named_and_nothing_starts() -> None:

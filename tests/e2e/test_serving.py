@@ -110,3 +110,59 @@ def test_deleting_the_service_removes_its_revisions_containers(
     )
     remaining = kube.get("revisions", "-n", NAMESPACE)["items"]
     assert remaining == []
+
+
+def _mode(kube: Kube, namespace: str, revision: str) -> str:
+    sks = kube.get("serverlessservice", revision, "-n", namespace)
+    return str(sks.get("spec", {}).get("mode", ""))
+
+
+def _endpoint_ips(kube: Kube, namespace: str, name: str) -> set[str]:
+    endpoints = kube.get("endpoints", name, "-n", namespace)
+    return {a["ip"] for s in endpoints.get("subsets") or [] for a in s.get("addresses") or []}
+
+
+def test_serve_mode_with_spare_capacity_and_back_to_proxy_before_zero(
+    kube: Kube, app_image: str
+) -> None:
+    """Knative's stock behaviour, which cluster DNS and Service routing make possible here: a
+    revision with spare capacity is served by its pods directly (Serve mode: the gateway's
+    endpoints are the pods), and before it scales to zero the activator is put back in the path
+    (Proxy mode), which the autoscaler checks through the revision's Service by its DNS name,
+    within the scale-to-zero grace period."""
+    namespace = "serve-mode"
+    documents = manifests(app_image, namespace=namespace, window="6s")
+    annotations = documents[-1]["spec"]["template"]["metadata"]["annotations"]
+    annotations["autoscaling.knative.dev/target-burst-capacity"] = "0"
+    kube.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(documents))
+    try:
+        revision = kube.wait_ready(NAME, namespace)["status"]["latestReadyRevisionName"]
+        selector = f"serving.knative.dev/revision={revision}"
+
+        def pod_ips() -> set[str]:
+            pods = kube.get("pods", "-n", namespace, "-l", selector)["items"]
+            return {p["status"].get("podIP") for p in pods if p["status"].get("podIP")}
+
+        # The first pod is up: with a burst capacity of 0 it has spare capacity.
+        eventually(lambda: _mode(kube, namespace, revision) == "Serve", 60, "Serve mode")
+        ips = pod_ips()
+        assert ips
+        assert _endpoint_ips(kube, namespace, revision) == ips  # the gateway's: the pods'
+        response = kube.call(f"{NAME}.{namespace}.example.com")
+        assert response.status_code == 200, response.text
+        # Idle: the activator goes back in the path while a pod still runs, then zero pods.
+        seen: list[tuple[str, int]] = []
+
+        def back_at_zero() -> bool:
+            seen.append((_mode(kube, namespace, revision), len(pod_ips())))
+            return seen[-1][1] == 0
+
+        eventually(back_at_zero, 240, "no pod left once idle")
+        assert ("Proxy", 1) in seen, seen
+        activator = _endpoint_ips(kube, "knative-serving", "activator-service")
+        assert _endpoint_ips(kube, namespace, revision) == activator
+        # A request at zero goes through the activator, which brings a pod back.
+        response = kube.call(f"{NAME}.{namespace}.example.com")
+        assert response.status_code == 200, response.text
+    finally:
+        kube.kubectl("delete", "namespace", namespace, "--wait=false")

@@ -4,9 +4,7 @@ for the local cluster (no cluster needed)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from e2e import knative
 from e2e.metrics import bosun_dashboard, scrape_config
 
 KUBECONFIG = Path("/run/cluster/kubeconfig")
@@ -61,19 +59,6 @@ def test_kube_state_metrics_keeps_its_own_namespace_and_deployment_labels() -> N
     job = _jobs()["kube-state-metrics"]
     assert job["honor_labels"] is True
     assert job["static_configs"] == [{"targets": ["127.0.0.1:8080"]}]
-
-
-def test_knative_exports_prometheus_metrics_from_components_and_queue_proxy() -> None:
-    docs: list[dict[str, Any]] = [
-        {"kind": "ConfigMap", "metadata": {"name": "config-observability"}, "data": {}},
-        {"kind": "ConfigMap", "metadata": {"name": "config-deployment"}, "data": {}},
-    ]
-    knative.configure(docs, queue_image="q@sha256:0", registry="127.0.0.1:5000")
-    assert docs[0]["data"] == {
-        "metrics-protocol": "prometheus",
-        "request-metrics-protocol": "prometheus",
-    }
-    assert docs[1]["data"]["queue-sidecar-image"] == "q@sha256:0"
 
 
 def test_the_store_shows_the_bosun_stacks_service_in_vmui() -> None:

@@ -1,0 +1,85 @@
+"""Service routing: kube-proxy in iptables mode, in the host's network namespace.
+
+It turns every Service's cluster IP and port into DNAT rules to the Service's endpoints on the
+bridge, as on a node. A pod's packet to a cluster IP follows its route to the node, is rewritten
+in PREROUTING and routed back to the bridge; without a rule, the blackhole route drops it here
+(see netns.py). Host processes do not reach cluster IPs (the blackhole route is looked up before
+any rule): components on the host use endpoints, as the API server's aggregator routing does.
+
+kube-proxy runs with the credentials kubeadm gives it (the kube-proxy service account, bound to
+system:node-proxier), leaves conntrack's sysctls alone, and `down` removes its rules with
+`kube-proxy --cleanup`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from typing import Any
+
+import yaml
+
+from e2e import netns, tools
+from e2e.context import STATE, Context, free_port, get_ok, token_kubeconfig
+from e2e.knative import NODE_NAME
+
+NAMESPACE = "kube-system"
+CONFIG = STATE / "kube-proxy.yaml"
+
+RBAC: list[dict[str, Any]] = [
+    {"apiVersion": "v1", "kind": "ServiceAccount",
+     "metadata": {"name": "kube-proxy", "namespace": NAMESPACE}},
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+     "metadata": {"name": "kubeadm:node-proxier"},
+     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                 "name": "system:node-proxier"},
+     "subjects": [{"kind": "ServiceAccount", "name": "kube-proxy", "namespace": NAMESPACE}]},
+]  # fmt: skip
+
+
+def configuration(kubeconfig: str, healthz: int, metrics: int) -> dict[str, Any]:
+    """kube-proxy's KubeProxyConfiguration for this node."""
+    return {
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "clientConnection": {"kubeconfig": kubeconfig},
+        "mode": "iptables",
+        "hostnameOverride": NODE_NAME,
+        "clusterCIDR": str(netns.NETWORK),
+        "detectLocalMode": "ClusterCIDR",
+        "healthzBindAddress": f"127.0.0.1:{healthz}",
+        "metricsBindAddress": f"127.0.0.1:{metrics}",
+        # NodePorts only on the node's bridge address, never on 127.0.0.1 (that needs
+        # route_localnet) or on eth0.
+        "nodePortAddresses": [f"{netns.NODE_IP}/32"],
+        "iptables": {"localhostNodePorts": False, "minSyncPeriod": "0s", "syncPeriod": "30s"},
+        # 0: leave the host's conntrack sysctls as they are.
+        "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s",
+                      "tcpCloseWaitTimeout": "0s"},
+    }  # fmt: skip
+
+
+def start(ctx: Context) -> None:
+    ctx.kubectl_apply(RBAC)
+    kubeconfig = token_kubeconfig(ctx, "kube-proxy", NAMESPACE)
+    healthz, metrics = free_port(), free_port()
+    ctx.state.ports.update({"kube-proxy": healthz})
+    CONFIG.write_text(yaml.safe_dump(configuration(str(kubeconfig), healthz, metrics)))
+    run(ctx)
+
+
+def run(ctx: Context) -> None:
+    """kube-proxy with the configuration `start` wrote; again after a fault stopped it."""
+    healthz = ctx.state.ports["kube-proxy"]
+    started = time.monotonic()
+    process = ctx.spawn("kube-proxy", [str(tools.path("kube-proxy")), f"--config={CONFIG}"])
+    ctx.wait(process, lambda: get_ok(f"http://127.0.0.1:{healthz}/healthz"), started)
+
+
+def cleanup() -> None:
+    """Remove every rule kube-proxy made (its own --cleanup), whether or not it runs."""
+    try:
+        binary = tools.path("kube-proxy")
+    except tools.ToolError:
+        return
+    subprocess.run([str(binary), "--cleanup"], capture_output=True, check=False, timeout=60)

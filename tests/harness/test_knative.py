@@ -1,0 +1,58 @@
+"""Knative's install as the local cluster runs it: its own config maps, with only the settings
+the README lists changed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from e2e import knative, traces
+
+ENDPOINT = traces.OTLP_HTTP
+
+
+def _configured() -> dict[str, dict[str, str]]:
+    docs = list(knative.documents(knative.files("configmaps")))
+    knative.configure(docs, queue_image="q@sha256:0", registry="127.0.0.1:5000",
+                      tracing_endpoint=ENDPOINT)  # fmt: skip
+    return {d["metadata"]["name"]: {k: v for k, v in d.get("data", {}).items() if k != "_example"}
+            for d in docs if d["kind"] == "ConfigMap"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def config() -> dict[str, dict[str, str]]:
+    """The config maps of the pinned knative.dev/serving (from the Go module cache, which the
+    go command fills from the module proxy), as the cluster installs them."""
+    return _configured()
+
+
+def test_the_autoscaler_runs_with_knatives_defaults(config: dict[str, dict[str, str]]) -> None:
+    assert config["config-autoscaler"] == {}
+
+
+def test_metrics_and_every_requests_spans_go_to_the_stores(
+    config: dict[str, dict[str, str]],
+) -> None:
+    assert config["config-observability"] == {
+        "metrics-protocol": "prometheus",
+        "request-metrics-protocol": "prometheus",
+        "tracing-protocol": "http/protobuf",
+        "tracing-endpoint": ENDPOINT,
+        "tracing-sampling-rate": "1",
+    }
+
+
+def test_only_the_listed_settings_differ_from_a_stock_install(
+    config: dict[str, dict[str, str]],
+) -> None:
+    changed = {name for name, data in config.items() if data}
+    assert changed == {"config-deployment", "config-domain", "config-observability"}
+    assert config["config-domain"] == {knative.DOMAIN: ""}
+    deployment: dict[str, Any] = config["config-deployment"]
+    assert deployment["queue-sidecar-image"] == "q@sha256:0"
+    assert deployment["registries-skipping-tag-resolving"].endswith(",127.0.0.1:5000")
+
+
+def test_the_otlp_endpoint_is_the_trace_stores_collector_service() -> None:
+    assert ENDPOINT == "http://jaeger-collector.istio-system.svc.cluster.local:4318/v1/traces"
