@@ -57,6 +57,7 @@ def _network(ctx: Context) -> None:
     """The node's bridge; the blackhole route for the Services' range, before anything can
     send to it; and the sysctls that forwarding to cluster IPs needs (the host's values kept,
     to restore)."""
+    ctx.state.kube_chains = proxy.chains()
     try:
         netns.create_bridge()
         ctx.state.bridge = True
@@ -224,7 +225,8 @@ class Cluster:
                 child.wait()  # reaped by process.stop; this records it (no zombie, no warning)
             if not quiet:
                 ctx.out(f"stopped {each.name} (pid {each.pid})")
-        proxy.cleanup()  # kube-proxy's rules, whether it stopped cleanly or was killed
+        if ctx.state.bridge:  # a cluster of ours ran: its kube-proxy's rules, however it stopped
+            proxy.cleanup(ctx.state.kube_chains)
         for name in netns.owned():
             netns.delete(name)
         netns.delete_bridge()

@@ -54,6 +54,7 @@ class State:
     bridge: bool = False
     images: dict[str, str] = field(default_factory=dict)  # images made here, by their role
     sysctls: dict[str, str] = field(default_factory=dict)  # what the host had: restored by down
+    kube_chains: list[list[str]] = field(default_factory=list)  # KUBE- chains it had: kept
 
     def save(self) -> None:
         STATE.mkdir(parents=True, exist_ok=True)

@@ -8,11 +8,13 @@ any rule): components on the host use endpoints, as the API server's aggregator 
 
 kube-proxy runs with the credentials kubeadm gives it (the kube-proxy service account, bound to
 system:node-proxier), leaves conntrack's sysctls alone, and `down` removes its rules with
-`kube-proxy --cleanup`.
+`kube-proxy --cleanup`, and the chains that leaves for a kubelet (KUBE-FIREWALL) unless the host
+had them before.
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from typing import Any
@@ -76,10 +78,44 @@ def run(ctx: Context) -> None:
     ctx.wait(process, lambda: get_ok(f"http://127.0.0.1:{healthz}/healthz"), started)
 
 
-def cleanup() -> None:
-    """Remove every rule kube-proxy made (its own --cleanup), whether or not it runs."""
+def cleanup(keep: list[list[str]]) -> None:
+    """Remove every rule kube-proxy made (its own --cleanup), whether or not it runs, then the
+    chains it makes for the kubelet and leaves on purpose (KUBE-FIREWALL): every KUBE- chain
+    but those in KEEP, which the host had before `up` (see chains())."""
     try:
         binary = tools.path("kube-proxy")
     except tools.ToolError:
-        return
-    subprocess.run([str(binary), "--cleanup"], capture_output=True, check=False, timeout=60)
+        pass
+    else:
+        subprocess.run([str(binary), "--cleanup"], capture_output=True, check=False, timeout=60)
+    kept = {tuple(chain) for chain in keep}
+    for command, table, chain in chains():
+        if (command, table, chain) in kept:
+            continue
+        listed = _iptables(command, "-t", table, "-S")
+        for rule in listed.splitlines():
+            words = rule.split()
+            if words[:1] == ["-A"] and words[1] != chain and f"-j {chain}" in rule:
+                _iptables(command, "-t", table, "-D", *words[1:])
+        _iptables(command, "-t", table, "-F", chain)
+        _iptables(command, "-t", table, "-X", chain)
+
+
+def chains() -> list[list[str]]:
+    """Every KUBE- chain on the host: [command, table, chain] (iptables and ip6tables)."""
+    found = []
+    for command in ("iptables", "ip6tables"):
+        table = ""
+        for line in _iptables(f"{command}-save").splitlines():
+            if line.startswith("*"):
+                table = line[1:]
+            elif line.startswith(":KUBE-"):
+                found.append([command, table, line[1:].split()[0]])
+    return found
+
+
+def _iptables(command: str, *args: str) -> str:
+    if shutil.which(command) is None:
+        return ""
+    result = subprocess.run([command, *args], capture_output=True, text=True, check=False)
+    return result.stdout
