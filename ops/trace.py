@@ -49,6 +49,15 @@ class Span:
     children: list[Span] = field(default_factory=list)
 
 
+def _service(process: dict[str, Any]) -> str:
+    """A process's service name, and its container's where it tells one container of a pod
+    from another (queue-proxy reports the Knative Service's name, as the app does)."""
+    name = str(process.get("serviceName", "?"))
+    tags = {tag.get("key"): tag.get("value") for tag in process.get("tags") or []}
+    container = tags.get("k8s.container.name") or tags.get("container.name")
+    return f"{name}/{container}" if container else name
+
+
 def spans_of(document: dict[str, Any]) -> list[Span]:
     """The spans of a Jaeger query API answer (``{"data": [trace]}``)."""
     spans = []
@@ -57,7 +66,7 @@ def spans_of(document: dict[str, Any]) -> list[Span]:
         for raw in trace.get("spans") or []:
             parents = [r["spanID"] for r in raw.get("references") or []
                        if r.get("refType") == "CHILD_OF"]  # fmt: skip
-            service = (processes.get(raw.get("processID")) or {}).get("serviceName", "?")
+            service = _service(processes.get(raw.get("processID")) or {})
             spans.append(Span(raw["spanID"], parents[0] if parents else None, service,
                               raw["operationName"], int(raw["startTime"]),
                               int(raw["duration"])))  # fmt: skip

@@ -32,17 +32,22 @@ def test_hops_nest_under_their_parents_with_offsets_and_durations() -> None:
                 ],
                 "processes": {
                     "p1": {"serviceName": "activator"},
-                    "p2": {"serviceName": "queue-proxy"},
+                    "p2": {
+                        "serviceName": "myfirstserverlessapp",
+                        "tags": [
+                            {"key": "k8s.container.name", "type": "string", "value": "queue-proxy"}
+                        ],
+                    },
                     "p3": {"serviceName": "myfirstserverlessapp"},
                 },
             }
         ]
     }
     assert tree(spans_of(document)) == [
-        "   0.000 s    2.050 s  activator             kn.activator.proxy",
-        "   0.010 s    2.030 s  queue-proxy           └─ kn.queueproxy.proxy",
-        "   0.020 s    2.010 s  myfirstserverlessapp     └─ GET /",
-        "   0.021 s    2.005 s  myfirstserverlessapp        └─ heavyLifting",
+        "   0.000 s    2.050 s  activator                         kn.activator.proxy",
+        "   0.010 s    2.030 s  myfirstserverlessapp/queue-proxy  └─ kn.queueproxy.proxy",
+        "   0.020 s    2.010 s  myfirstserverlessapp                 └─ GET /",
+        "   0.021 s    2.005 s  myfirstserverlessapp                    └─ heavyLifting",
     ]
 
 
