@@ -26,9 +26,9 @@ from e2e import (
     gateway,
     images,
     knative,
-    kubelet,
     metrics,
     netns,
+    node,
     process,
     proxy,
     tools,
@@ -63,6 +63,7 @@ def _network(ctx: Context) -> None:
         ctx.state.bridge = True
         ctx.state.save()
         netns.blackhole_services()
+        ctx.state.blackhole = str(netns.SERVICE_NETWORK)
         ctx.state.sysctls = netns.set_sysctls(netns.SYSCTLS)
     except netns.NetworkError as error:
         raise ClusterError(f"network: {error}") from None
@@ -87,12 +88,13 @@ STEPS: tuple[Step, ...] = (
     images.registry,
     images.buildkit,
     images.node_images,
-    kubelet.start,  # the node registers before kube-proxy, which runs for that node
+    node.containerd,
+    node.kubelet,  # the node registers before kube-proxy, which runs for that node
     proxy.start,
     dns.start,
     traces.start,
     knative.install,
-    knative.components,
+    knative.deploy,
     gateway.start,
     metrics.kube_state_metrics,
     metrics.store,
@@ -118,6 +120,10 @@ def _preflight(ctx: Context) -> None:
     require("ip", "iproute2")
     require("runc", "runc")  # BuildKit's OCI worker runs each build step with it
     require("iptables", "iptables")  # kube-proxy's rules
+    require("containerd", "containerd")  # the node's container runtime (with docker.io)
+    require("ctr", "containerd")
+    if not (node.CNI_BIN / "bridge").exists():
+        raise ClusterError(f"{node.CNI_BIN}/bridge: not found; install containernetworking-plugins")
     docker_client()
     ctx.state.ports = {
         "gateway": port_from_env("gateway", "GATEWAY_PORT"),
@@ -218,6 +224,8 @@ class Cluster:
         ctx = self.ctx
         ctx.state = State.load() or ctx.state
         for each in reversed(ctx.state.processes):
+            if each.name == "kubelet" and process.alive(each):
+                node.drain(ctx)  # its pods, while it can still stop them
             if each.name == "dockerd" and process.alive(each) and ctx.state.docker_host:
                 images.clean_node(ctx)
             process.stop(each)
@@ -225,12 +233,14 @@ class Cluster:
                 child.wait()  # reaped by process.stop; this records it (no zombie, no warning)
             if not quiet:
                 ctx.out(f"stopped {each.name} (pid {each.pid})")
-        if ctx.state.bridge:  # a cluster of ours ran: its kube-proxy's rules, however it stopped
+        if ctx.state.bridge:  # a cluster of ours ran: what its node and kube-proxy left
+            node.clean(ctx)
             proxy.cleanup(ctx.state.kube_chains)
         for name in netns.owned():
             netns.delete(name)
         netns.delete_bridge()
-        netns.remove_blackhole()
+        if ctx.state.blackhole:
+            netns.remove_blackhole(ctx.state.blackhole)
         netns.restore_sysctls(ctx.state.sysctls)
         shutil.rmtree(STATE, ignore_errors=True)
         # dockerd bind-mounts the host's network namespace at <exec-root>/netns/default for the
@@ -245,7 +255,10 @@ class Cluster:
         out(f"{'component':<26}{'ready after':>10}  {'RSS':>9}")
         for each in processes:
             out(f"{each.name:<26}{each.ready_seconds:>8.2f} s {each.rss_mib:>7.0f} MiB")
-        total = sum(p.rss_mib for p in processes)
+        pods = node.pods()  # Knative's components, under containerd's shims
+        pods_mib = sum(process.rss_bytes(pid) for pid in pods) / 2**20
+        out(f"{f'pods ({len(pods)} processes)':<26}{'':>10} {pods_mib:>7.0f} MiB")
+        total = sum(p.rss_mib for p in processes) + pods_mib
         out(f"{'all':<26}{seconds:>8.2f} s {total:>7.0f} MiB")
         out(f"ready: source {ENV_FILE.relative_to(ROOT)}")
 

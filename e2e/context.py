@@ -37,6 +37,7 @@ DOCKER_CONFIG = STATE / "docker-config"  # the docker and buildx clients' config
 ENV_FILE = STATE / "env"
 STATE_FILE = STATE / "state.json"
 FIELD_MANAGER = "mfsa-cluster"
+NODE_NAME = "node-1"  # the cluster's one node
 START_TIMEOUT = 120.0
 
 
@@ -55,6 +56,8 @@ class State:
     images: dict[str, str] = field(default_factory=dict)  # images made here, by their role
     sysctls: dict[str, str] = field(default_factory=dict)  # what the host had: restored by down
     kube_chains: list[list[str]] = field(default_factory=list)  # KUBE- chains it had: kept
+    netns_before: list[str] = field(default_factory=list)  # network namespaces it had: kept
+    blackhole: str = ""  # the route added for the Services' range: removed by down
 
     def save(self) -> None:
         STATE.mkdir(parents=True, exist_ok=True)

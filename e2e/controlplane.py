@@ -6,7 +6,16 @@ from __future__ import annotations
 import time
 
 from e2e import netns, pki, tools
-from e2e.context import KUBECONFIG, PKI, STATE, Context, free_port, get_ok, kubeconfig_text
+from e2e.context import (
+    KUBECONFIG,
+    NODE_NAME,
+    PKI,
+    STATE,
+    Context,
+    free_port,
+    get_ok,
+    kubeconfig_text,
+)
 
 
 def certificates(ctx: Context) -> None:
@@ -26,6 +35,11 @@ def certificates(ctx: Context) -> None:
     ca.issue("apiserver", common_name="kube-apiserver", hosts=hosts)
     ca.issue("admin", common_name="admin", organization="system:masters")
     pki.signing_key(PKI)
+    # The node's: the kubelet's serving certificate for its address, and its client
+    # certificate as the Node authorizer knows nodes.
+    ca.issue("kubelet", common_name=f"system:node:{NODE_NAME}", hosts=(netns.NODE_IP,))
+    ca.issue("kubelet-client", common_name=f"system:node:{NODE_NAME}",
+             organization="system:nodes")  # fmt: skip
 
 
 def etcd(ctx: Context) -> None:
@@ -73,6 +87,11 @@ def apiserver(ctx: Context) -> None:
             "--authorization-mode=Node,RBAC",
             # Webhooks are called at their Service's endpoints: no cluster IP is needed.
             "--enable-aggregator-routing=true",
+            # The kubelet's API (logs, exec), at the node's address, with the admin's certificate.
+            f"--kubelet-client-certificate={ctx.admin.cert}",
+            f"--kubelet-client-key={ctx.admin.key}",
+            f"--kubelet-certificate-authority={ctx.ca}",
+            "--kubelet-preferred-address-types=InternalIP",
             "--profiling=false",
             "--v=0",
         ],

@@ -1,8 +1,11 @@
-"""Stand-in for the Istio ingress gateway's Envoy: `python -m e2e.gateway`.
+"""Stand-in for the Istio gateways' Envoy: `python -m e2e.gateway`.
 
 Envoy cannot run here (no binary is built from Go modules), so this process does its part and
 net-istio's, and only that. It reads every Knative Ingress (KIngress) of the Istio class, as
-net-istio does to program Envoy, and serves its public (ExternalIP) rules on 127.0.0.1:
+net-istio does to program Envoy, and serves its rules: the public (ExternalIP) ones as
+istio-ingressgateway on 127.0.0.1, the cluster-local ones as knative-local-gateway on the node's
+address, where pods reach it through its Service (`NAME.NAMESPACE.svc.cluster.local`, which
+Knative makes an ExternalName of it):
 
 - a request is routed by its Host header, then by path prefix and exact header matches;
 - a split is chosen by its traffic percent, the split's and the path's appendHeaders are added
@@ -12,10 +15,14 @@ net-istio does to program Envoy, and serves its public (ExternalIP) rules on 127
   (the activator's, or the revision's pods'), as Envoy's endpoint discovery does;
 - no route: 404; no endpoint or no connection: 503, as Envoy answers.
 
-Once a KIngress is loaded it writes the status net-istio writes: LoadBalancerReady,
-NetworkConfigured and Ready, and the public and private load balancers. It also plays the load
-balancer in front of Envoy: the istio-ingressgateway Service's status gets 127.0.0.1.
-`/healthz/ready` on a host that no rule names answers 200 once the stand-in is serving.
+Once a KIngress is loaded, it is probed as net-istio's prober does: for each rule's host, a
+request to /healthz through the listener that serves it, with Knative's probe headers
+(K-Network-Probe: probe, K-Network-Hash: override), which the route forwards with the
+KIngress's hash; the backend (activator or queue-proxy) answers the probe with that hash. Only
+then does it write the status net-istio writes: LoadBalancerReady, NetworkConfigured and Ready,
+and the public and private load balancers. It also plays the load balancer in front of Envoy:
+the istio-ingressgateway Service's status gets 127.0.0.1. `/healthz/ready` on a host that no
+rule names answers 200 once the stand-in is serving.
 """
 
 from __future__ import annotations
@@ -24,13 +31,16 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import hashlib
+import json
 import logging
 import random
 import signal
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -40,13 +50,18 @@ from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.core_v1 import Endpoints, Service
 from lightkube.types import OnErrorAction, OnErrorResult, PatchType
 
-from e2e.context import KUBECONFIG, Context, get_ok
+from e2e.context import KUBECONFIG, Context, free_port, get_ok
+from e2e.netns import NODE_IP
 
 LOG = logging.getLogger("gateway-standin")
 KIngress = create_namespaced_resource(
     "networking.internal.knative.dev", "v1alpha1", "Ingress", "ingresses"
 )
 ISTIO_CLASS = "istio.ingress.networking.knative.dev"
+EXTERNAL, LOCAL = "ExternalIP", "ClusterLocal"  # a rule's visibility: which gateway serves it
+# Knative's network probe (knative.dev/networking pkg/http/header, pkg/status).
+PROBE, HASH, OVERRIDE = "K-Network-Probe", "K-Network-Hash", "override"
+PROBE_AGENT = "Knative-Ingress-Probe"
 CLASS_ANNOTATION = "networking.knative.dev/ingress.class"
 GATEWAY_NAMESPACE = "istio-system"
 PUBLIC = f"istio-ingressgateway.{GATEWAY_NAMESPACE}.svc.cluster.local"
@@ -82,9 +97,29 @@ class Path:
     splits: tuple[Split, ...]
     headers: dict[str, str]
     rewrite_host: str
+    probe_hash: str = ""  # the KIngress's hash, which a probe of this path carries upstream
 
 
-def _paths(rule: dict[str, Any]) -> list[Path]:
+def ingress_hash(raw: dict[str, Any]) -> str:
+    """The KIngress's version, as net-istio's prober tags it: a hash of its spec, namespace
+    and name (knative.dev/networking's ComputeHash, over this stand-in's JSON of the spec)."""
+    meta = raw["metadata"]
+    text = json.dumps(raw.get("spec") or {}, sort_keys=True) + meta["namespace"] + meta["name"]
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def routes(raw: dict[str, Any]) -> dict[str, dict[str, list[Path]]]:
+    """A KIngress's rules as routes: visibility (ExternalIP, ClusterLocal) -> host -> paths."""
+    digest = ingress_hash(raw)
+    table: dict[str, dict[str, list[Path]]] = {EXTERNAL: {}, LOCAL: {}}
+    for rule in (raw.get("spec") or {}).get("rules", []):
+        visibility = rule.get("visibility") or EXTERNAL
+        for host in rule.get("hosts", []):
+            table.setdefault(visibility, {})[host.lower()] = _paths(rule, digest)
+    return table
+
+
+def _paths(rule: dict[str, Any], digest: str = "") -> list[Path]:
     paths = []
     for path in (rule.get("http") or {}).get("paths", []):
         splits = tuple(
@@ -106,25 +141,38 @@ def _paths(rule: dict[str, Any]) -> list[Path]:
                 splits=splits,
                 headers=dict(path.get("appendHeaders") or {}),
                 rewrite_host=path.get("rewriteHost") or "",
+                probe_hash=digest,
             )
         )
     return paths
 
 
+def select(paths: list[Path], path: str, headers: Mapping[str, str]) -> Path | None:
+    """The first path whose prefix and exact header matches take the request."""
+    for candidate in paths:
+        if path.startswith(candidate.prefix) and all(
+            headers.get(k) == v for k, v in candidate.match_headers.items()
+        ):
+            return candidate
+    return None
+
+
+@dataclass
 class Gateway:
-    def __init__(self, client: AsyncClient) -> None:
-        self.client = client
-        self.ingresses: dict[tuple[str, str], dict[str, list[Path]]] = {}
-        self.services: dict[tuple[str, str], dict[str, Any]] = {}
-        self.endpoints: dict[tuple[str, str], dict[str, Any]] = {}
-        self.session: aiohttp.ClientSession
+    client: AsyncClient
+    listeners: dict[str, str] = field(default_factory=dict)  # visibility -> host:port served
+    ingresses: dict[tuple[str, str], dict[str, dict[str, list[Path]]]] = field(default_factory=dict)
+    services: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    endpoints: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    probes: dict[tuple[str, str], asyncio.Task[None]] = field(default_factory=dict)
+    session: aiohttp.ClientSession | None = None
 
     # -- routing table ---------------------------------------------------------------------------
 
-    def route(self, host: str) -> list[Path] | None:
-        for hosts in self.ingresses.values():
-            if host in hosts:
-                return hosts[host]
+    def route(self, visibility: str, host: str) -> list[Path] | None:
+        for table in self.ingresses.values():
+            if host in table.get(visibility, {}):
+                return table[visibility][host]
         return None
 
     def backend(self, split: Split) -> tuple[str, int] | None:
@@ -156,29 +204,47 @@ class Gateway:
             raw: dict[str, Any] = ingress.to_dict()  # type: ignore[no-untyped-call]
             meta = raw["metadata"]
             key = (meta["namespace"], meta["name"])
+            if (old := self.probes.pop(key, None)) is not None:
+                old.cancel()
             if event == "DELETED" or meta.get("deletionTimestamp"):
                 self.ingresses.pop(key, None)
                 continue
             if (meta.get("annotations") or {}).get(CLASS_ANNOTATION, ISTIO_CLASS) != ISTIO_CLASS:
                 continue
-            hosts: dict[str, list[Path]] = {}
-            for rule in raw["spec"].get("rules", []):
-                if rule.get("visibility", "ExternalIP") != "ExternalIP":
-                    continue  # cluster-local rules are the local gateway's, not served here
-                for host in rule.get("hosts", []):
-                    hosts[host.lower()] = _paths(rule)
-            self.ingresses[key] = hosts
-            await self._mark_ready(raw)
+            self.ingresses[key] = routes(raw)
+            if not _ready(raw):
+                self.probes[key] = asyncio.create_task(self._probe_then_mark_ready(raw))
+
+    async def _probe_then_mark_ready(self, raw: dict[str, Any]) -> None:
+        """Probe each rule's hosts through the listener that serves them, as net-istio's
+        prober does, until every one answers with this version's hash; then mark it Ready."""
+        digest = ingress_hash(raw)
+        pending = [(visibility, host) for visibility, hosts in routes(raw).items()
+                   for host in hosts]  # fmt: skip
+        delay = 0.05
+        while pending:
+            pending = [item for item in pending if not await self._probe(*item, digest)]
+            if pending:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        await self._mark_ready(raw)
+
+    async def _probe(self, visibility: str, host: str, digest: str) -> bool:
+        listener = self.listeners.get(visibility)
+        if listener is None or self.session is None:
+            return False
+        headers = {"Host": host, PROBE: "probe", HASH: OVERRIDE, "User-Agent": PROBE_AGENT}
+        try:
+            async with self.session.get(
+                f"http://{listener}/healthz", headers=headers,
+                timeout=aiohttp.ClientTimeout(total=5),
+            ) as response:  # fmt: skip
+                return response.status == 200 and response.headers.get(HASH) == digest
+        except (aiohttp.ClientError, TimeoutError):
+            return False
 
     async def _mark_ready(self, raw: dict[str, Any]) -> None:
         meta = raw["metadata"]
-        status = raw.get("status") or {}
-        conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
-        if (
-            status.get("observedGeneration") == meta.get("generation")
-            and conditions.get("Ready") == "True"
-        ):
-            return
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         patch = {
             "status": {
@@ -238,32 +304,35 @@ class Gateway:
 
     # -- the data path ---------------------------------------------------------------------------
 
-    def match(self, request: web.BaseRequest) -> tuple[Path, Split] | web.Response:
+    def match(self, visibility: str, request: web.BaseRequest) -> tuple[Path, Split] | web.Response:
         """The route's path and split for ``request``, or the answer when there is none."""
         host = (request.host or "").rsplit(":", 1)[0].lower()
-        paths = self.route(host)
+        paths = self.route(visibility, host)
         if paths is None:
             ready = request.path == "/healthz/ready"
             return web.Response(text="ready\n") if ready else web.Response(status=404)
-        for path in paths:
-            if request.path.startswith(path.prefix) and all(
-                request.headers.get(k) == v for k, v in path.match_headers.items()
-            ):
-                split = _choose(path.splits)
-                return (path, split) if split is not None else web.Response(status=404)
-        return web.Response(status=404)
+        path = select(paths, request.path, request.headers)
+        split = _choose(path.splits) if path is not None else None
+        return (path, split) if path is not None and split is not None else web.Response(status=404)
 
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        started = time.monotonic()
-        response = await self._handle(request)
-        LOG.info(
-            '"%s %s" %s %s %.3f s', request.method, request.path_qs, request.host,
-            response.status, time.monotonic() - started,
-        )  # fmt: skip
-        return response
+    def handler(
+        self, visibility: str
+    ) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
+        """The listener of the gateway that serves VISIBILITY's rules."""
 
-    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        matched = self.match(request)
+        async def handle(request: web.BaseRequest) -> web.StreamResponse:
+            started = time.monotonic()
+            response = await self._handle(visibility, request)
+            LOG.info(
+                '%s "%s %s" %s %s %.3f s', visibility, request.method, request.path_qs,
+                request.host, response.status, time.monotonic() - started,
+            )  # fmt: skip
+            return response
+
+        return handle
+
+    async def _handle(self, visibility: str, request: web.BaseRequest) -> web.StreamResponse:
+        matched = self.match(visibility, request)
         if isinstance(matched, web.Response):
             return matched
         path, split = matched
@@ -273,6 +342,8 @@ class Gateway:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         headers.update(path.headers)
         headers.update(split.headers)
+        if headers.get(HASH) == OVERRIDE:  # a probe: it carries this version's hash upstream
+            headers[HASH] = path.probe_hash
         if path.rewrite_host:
             headers["Host"] = path.rewrite_host
         peer = request.remote or ""
@@ -281,6 +352,7 @@ class Gateway:
         headers["X-Forwarded-Proto"] = "http"
         headers.setdefault("X-Request-Id", str(uuid.uuid4()))
         url = f"http://{address[0]}:{address[1]}{request.rel_url}"
+        assert self.session is not None
         try:
             async with self.session.request(
                 request.method,
@@ -308,6 +380,14 @@ class Gateway:
             )
 
 
+def _ready(raw: dict[str, Any]) -> bool:
+    """The KIngress is Ready at its current generation (marked by an earlier run)."""
+    status = raw.get("status") or {}
+    conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
+    current = status.get("observedGeneration") == raw["metadata"].get("generation")
+    return current and conditions.get("Ready") == "True"
+
+
 def _choose(splits: tuple[Split, ...]) -> Split | None:
     total = sum(s.percent for s in splits)
     if total <= 0:
@@ -329,17 +409,19 @@ def _retry(error: Exception, count: int) -> OnErrorResult:
     return OnErrorResult(OnErrorAction.RETRY, sleep=min(1.0 * count, 5.0))
 
 
-async def _main(kubeconfig: str, host: str, port: int) -> None:
+async def _main(kubeconfig: str, listeners: dict[str, str]) -> None:
     client = AsyncClient(config=KubeConfig.from_file(kubeconfig), field_manager="gateway-standin")
-    gateway = Gateway(client)
+    gateway = Gateway(client, listeners)
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=5)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as gateway.session:
-        server = web.Server(gateway.handle)
-        runner = web.ServerRunner(server, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
+        runners = []
+        for visibility, address in listeners.items():
+            host, _, port = address.rpartition(":")
+            runner = web.ServerRunner(web.Server(gateway.handler(visibility)), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, host, int(port)).start()
+            runners.append(runner)
         watches = [
             asyncio.create_task(w())
             for w in (gateway.watch_services, gateway.watch_endpoints, gateway.watch_ingresses)
@@ -351,26 +433,55 @@ async def _main(kubeconfig: str, host: str, port: int) -> None:
             loop.add_signal_handler(signum, stop.set)
         done = asyncio.create_task(_wait(stop))
         finished, _ = await asyncio.wait({done, *watches}, return_when=asyncio.FIRST_COMPLETED)
-        for task in watches:
+        for task in [*watches, *gateway.probes.values()]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await runner.cleanup()
+        for runner in runners:
+            await runner.cleanup()
         for task in finished:
             if task is not done and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
     await client.close()
 
 
+def services(local_port: int) -> list[dict[str, Any]]:
+    """Istio's gateway Services, as an Istio install makes them (net-istio routes to them):
+    the ingress gateway a load balancer (this stand-in sets its address), the local gateway a
+    ClusterIP Service, its endpoint this stand-in's listener on the node's address."""
+
+    def service(name: str, kind: str, target: int) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": GATEWAY_NAMESPACE, "labels": {"istio": name}},
+            "spec": {
+                "type": kind,
+                "selector": {"istio": name},
+                "ports": [{"name": "http2", "port": 80, "targetPort": target}],
+            },
+        }
+
+    return [
+        service("istio-ingressgateway", "LoadBalancer", 8080),
+        service("knative-local-gateway", "ClusterIP", local_port),
+    ]
+
+
 def start(ctx: Context) -> None:
-    """Serve on 127.0.0.1 at the gateway's port; ready once it answers and has published the
-    load balancer of istio-ingressgateway."""
+    """Serve the public rules on 127.0.0.1 at the gateway's port and the cluster-local ones on
+    the node's address; ready once it answers and has published the ingress gateway's load
+    balancer and the local gateway's endpoint."""
+    port, local_port = ctx.state.ports["gateway"], free_port(NODE_IP)
+    ctx.state.ports["local-gateway"] = local_port
+    public, local = services(local_port)
+    ctx.kubectl_apply([public])
+    ctx.publish(local, NODE_IP)
     started = time.monotonic()
-    port = ctx.state.ports["gateway"]
     process = ctx.spawn(
         "gateway-standin",
         [sys.executable, "-m", "e2e.gateway", f"--kubeconfig={KUBECONFIG}",
-         f"--listen=127.0.0.1:{port}"],
+         f"--listen=127.0.0.1:{port}", f"--local-listen={NODE_IP}:{local_port}"],
         executable="e2e.gateway",
     )  # fmt: skip
 
@@ -385,14 +496,14 @@ def start(ctx: Context) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The Istio gateway stand-in of the local cluster.")
     parser.add_argument("--kubeconfig", required=True)
-    parser.add_argument("--listen", required=True, help="HOST:PORT to serve on")
+    parser.add_argument("--listen", required=True, help="HOST:PORT: the ingress gateway")
+    parser.add_argument("--local-listen", required=True, help="HOST:PORT: the local gateway")
     args = parser.parse_args(argv)
-    host, _, port = args.listen.rpartition(":")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # a line per API request otherwise
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # handle() logs each request
     try:
-        asyncio.run(_main(args.kubeconfig, host, int(port)))
+        asyncio.run(_main(args.kubeconfig, {EXTERNAL: args.listen, LOCAL: args.local_listen}))
     except (ApiError, OSError) as error:
         print(f"gateway-standin: {error}", file=sys.stderr)
         return 1

@@ -1,6 +1,6 @@
-"""Images: the node's dockerd, the cluster's registry, BuildKit's daemon (the buildx builder the
-docker-build provider uses), and images made from binaries built here (the pause image, and
-Knative's queue-proxy image, as `ko` makes them for Knative's developers)."""
+"""Images: dockerd (docker builds and pushes), the cluster's registry, BuildKit's daemon (the
+buildx builder the docker-build provider uses), and images made from binaries built here (the
+pause image, and Knative's commands, as `ko` makes them for Knative's developers)."""
 
 from __future__ import annotations
 
@@ -28,8 +28,6 @@ from e2e.context import (
 DOCKER_DATA = ROOT / "build" / "docker"  # the node's image store: kept across clusters
 BUILDKIT_DATA = ROOT / "build" / "buildkit"  # BuildKit's cache: kept across clusters
 BUILDER = "local"  # the buildx builder: BuildKit's daemon, the current builder in DOCKER_CONFIG
-PAUSE_IMAGE = "mfsa/pause:local"
-POD_LABEL = "mfsa.pod.uid"  # the kubelet stand-in's label on every container it runs
 
 
 def registry_address(state: State) -> str:
@@ -116,16 +114,33 @@ def buildkit(ctx: Context) -> None:
     ctx.docker("buildx", "inspect", "--bootstrap", BUILDER)
 
 
+# The images made from binaries built here, by role: the pod sandbox's pause, and Knative's
+# commands (config/core names them ko://knative.dev/serving/cmd/NAME; queue is every pod's
+# sidecar), each at /ko-app/NAME as `ko` lays them out.
+BINARY_IMAGES = {
+    "pause": ("pause", "/pause"),
+    **{name: (f"knative-{name}", f"/ko-app/{name}")
+       for name in ("queue", "webhook", "controller", "autoscaler", "activator")},
+}  # fmt: skip
+
+
 def node_images(ctx: Context) -> None:
-    """The pause image, and the queue-proxy image pushed to the registry (Knative names it in
-    every pod, by digest)."""
-    import_binary(ctx, tools.path("pause"), PAUSE_IMAGE, "/pause")
-    queue = f"{registry_address(ctx.state)}/knative-serving/queue:{knative.version()}"
-    import_binary(ctx, tools.path("knative-queue"), queue, "/ko-app/queue")
-    pushed = ctx.docker("push", queue).stdout
-    digest = next(w for w in pushed.split() if w.startswith("sha256:"))
-    ctx.state.images["queue"] = f"{registry_address(ctx.state)}/knative-serving/queue@{digest}"
+    """The images of the built binaries, pushed to the registry; the node pulls them by
+    digest (state.images)."""
+    registry = registry_address(ctx.state)
+    for role, (tool, target) in BINARY_IMAGES.items():
+        tag = binary_image(registry, role)
+        import_binary(ctx, tools.path(tool), tag, target)
+        pushed = ctx.docker("push", tag).stdout
+        digest = next(w for w in pushed.split() if w.startswith("sha256:"))
+        ctx.state.images[role] = f"{tag.rsplit(':', 1)[0]}@{digest}"
     ctx.state.save()
+
+
+def binary_image(registry: str, role: str) -> str:
+    """The tag of a built binary's image in REGISTRY (in dockerd too, which pushed it)."""
+    repository = "mfsa/pause" if role == "pause" else f"knative-serving/{role}"
+    return f"{registry}/{repository}:{knative.version()}"
 
 
 def import_binary(ctx: Context, binary: Path, name: str, target: str) -> None:
@@ -135,6 +150,7 @@ def import_binary(ctx: Context, binary: Path, name: str, target: str) -> None:
         tmp = tarfile.TarInfo("tmp")
         tmp.type, tmp.mode = tarfile.DIRTYPE, 0o1777
         tar.addfile(tmp)
+        binary = binary.resolve()  # the file, where TOOLS_BIN holds a link to it
         info = tar.gettarinfo(str(binary), arcname=target.lstrip("/"))
         info.uid = info.gid = 0
         info.mode = 0o755
@@ -147,11 +163,8 @@ def import_binary(ctx: Context, binary: Path, name: str, target: str) -> None:
 
 
 def clean_node(ctx: Context) -> None:
-    """Every container the kubelet stand-in started (it leaves them, as a kubelet does), and
-    the images tagged for this cluster's registry, which goes with it. Runs while dockerd does."""
-    listed = ctx.docker("ps", "-aq", "--filter", f"label={POD_LABEL}", check=False)
-    if ids := listed.stdout.split():
-        ctx.docker("rm", "--force", *ids, check=False)
+    """The images tagged for this cluster's registry, which goes with it (runs while dockerd
+    does)."""
     registry = f"127.0.0.1:{ctx.state.ports.get('registry')}/"
     images = ctx.docker("images", "--format", "{{.Repository}}:{{.Tag}}", check=False)
     if tagged := [i for i in images.stdout.split() if i.startswith(registry)]:

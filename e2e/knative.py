@@ -1,5 +1,6 @@
 """Knative Serving: its own install files, read from the knative.dev/serving module at run time,
-applied to the cluster; its webhook, controller, autoscaler and activator run as processes.
+applied to the cluster; its webhook, controller, autoscaler and activator as the Deployments of
+its release manifests, with the images of the commands built here (what `ko` does).
 
 The CRDs, config maps, roles, webhook registrations and Deployments come from config/core of the
 module that tools/knative pins (the same one the binaries are built from); nothing of Knative's
@@ -10,21 +11,19 @@ from the same versions of those modules, which tools/knative's go.sum pins too.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import yaml
 from lightkube.resources.admissionregistration_v1 import MutatingWebhookConfiguration
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import Pod
 
-from e2e import netns, probe, tools, traces
-from e2e.context import START_TIMEOUT, ClusterError, Context, token_kubeconfig
+from e2e import tools, traces
+from e2e.context import START_TIMEOUT, ClusterError, Context
 
 SERVING = "knative.dev/serving"
 NETWORKING = "knative.dev/networking"
@@ -80,37 +79,15 @@ def documents(paths: list[Path]) -> Iterator[dict[str, Any]]:
                 yield document
 
 
-@dataclass(frozen=True)
-class Deployment:
-    """One of Knative's Deployments (config/core/deployments), with the Services beside it."""
-
-    name: str
-    service_account: str
-    container: dict[str, Any]
-    services: tuple[dict[str, Any], ...]
-
-
-def deployment(name: str) -> Deployment:
-    """Deployment ``name`` of config/core/deployments/NAME.yaml."""
-    found = list(documents(files(f"deployments/{name}.yaml")))
-    spec = next(d for d in found if d["kind"] == "Deployment")["spec"]["template"]["spec"]
-    return Deployment(
-        name=name,
-        service_account=spec.get("serviceAccountName", "default"),
-        container=spec["containers"][0],
-        services=tuple(d for d in found if d["kind"] == "Service"),
-    )
-
-
 def crd_files() -> list[Path]:
     return [*files("300-resources"), *files("300-imagecache.yaml")]
 
 
 DOMAIN = "example.com"  # config-domain: routes are NAME.NAMESPACE.example.com
-NODE_NAME = "node-1"
-# Knative's components, each as its Deployment in config/core/deployments describes it, in a
-# network namespace of its own at a fixed address on the bridge (the pods' range starts at .32).
-COMPONENTS = {"webhook": 5, "controller": 2, "autoscaler": 3, "activator": 4}
+# Knative's components: config/core/deployments, each the image of its command, in the order
+# they are waited for (the webhook first: it completes its own registrations).
+COMPONENTS = ("webhook", "controller", "autoscaler", "activator")
+KO = "ko://knative.dev/serving/cmd/"  # how Knative's manifests name the image of a command
 
 
 def configure(
@@ -160,80 +137,88 @@ def install(ctx: Context) -> None:
     registry = f"127.0.0.1:{ctx.state.ports['registry']}"
     configure(docs, queue_image=ctx.state.images["queue"], registry=registry,
               tracing_endpoint=traces.OTLP_HTTP)  # fmt: skip
-    # Istio's ingress gateway Services, as an Istio install makes them (net-istio routes to
-    # them); the gateway stand-in is what answers for them.
-    docs += [
-        _gateway_service("istio-ingressgateway", "LoadBalancer", 8080),
-        _gateway_service("knative-local-gateway", "ClusterIP", 8081),
-    ]
     docs.insert(0, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}})
     ctx.kubectl_apply(docs)
     ctx.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
     ctx.out(f"{'knative install':<26}{time.monotonic() - started:>8.2f} s  (CRDs, config, images)")
 
 
-def _gateway_service(name: str, kind: str, target: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": "istio-system", "labels": {"istio": name}},
-        "spec": {
-            "type": kind,
-            "selector": {"istio": name},
-            "ports": [{"name": "http2", "port": 80, "targetPort": target}],
-        },
-    }
+def rewrite_images(docs: list[dict[str, Any]], images: dict[str, str]) -> list[dict[str, Any]]:
+    """Knative's manifests with each `ko://knative.dev/serving/cmd/NAME` image replaced by
+    IMAGES[NAME], as `ko resolve` does for Knative's developers; an image with no replacement
+    is an error (it could not be pulled)."""
+
+    def replace(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: replace(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [replace(v) for v in value]
+        if isinstance(value, str) and value.startswith(KO):
+            name = value.removeprefix(KO)
+            if name not in images:
+                raise ClusterError(f"no image built for {value}")
+            return images[name]
+        return value
+
+    return [replace(doc) for doc in docs]
 
 
-def components(ctx: Context) -> None:
-    """The webhook (then its registrations), controller, autoscaler and activator."""
-    for name, host in COMPONENTS.items():
-        component(ctx, name, str(netns.NETWORK[host]))
+def deploy(ctx: Context) -> None:
+    """Knative's Deployments and their Services, as its release applies them, with the images
+    built here: the webhook first (then its registrations), then the others, each ready when
+    its Deployment is available."""
+    images = {name: ctx.state.images[name] for name in COMPONENTS}
+    docs = rewrite_images(list(documents(files("deployments"))), images)
+    ctx.kubectl_apply(docs)
+    for name in COMPONENTS:
+        started = time.monotonic()
+        _wait_available(ctx, name, started + START_TIMEOUT)
+        ctx.out(f"{'knative-' + name + ' (pod)':<26}{time.monotonic() - started:>8.2f} s")
         if name == "webhook":
             register_webhooks(ctx)
 
 
-def _probe(spec: dict[str, Any], host: str, ports: dict[str, int]) -> bool:
-    async def once() -> bool:
-        async with aiohttp.ClientSession() as session:
-            return await probe.run(spec, host, ports, session)
+# A container that waits for one of these will not start by waiting longer.
+_STUCK = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
+          "CreateContainerError", "RunContainerError"}  # fmt: skip
 
+
+def _wait_available(ctx: Context, name: str, deadline: float) -> None:
+    """Until Deployment NAME has an available pod; a ClusterError naming it, with its pod's
+    last words, as soon as the pod cannot start (it exited, or cannot be created)."""
+    while True:
+        deployment = ctx.client.get(Deployment, name, namespace=NAMESPACE)
+        if deployment.status is not None and (deployment.status.availableReplicas or 0) >= 1:
+            return
+        selector = deployment.spec.selector.matchLabels if deployment.spec else None
+        for pod in ctx.client.list(Pod, namespace=NAMESPACE, labels=selector or {"app": name}):
+            for status in (pod.status.containerStatuses if pod.status else None) or []:
+                ended = status.lastState.terminated if status.lastState else None
+                waiting = status.state.waiting if status.state else None
+                pod_name = (pod.metadata.name if pod.metadata else None) or name
+                if ended is not None and ended.exitCode != 0:
+                    said = _last_line(ctx, pod_name)
+                    raise ClusterError(
+                        f"knative-{name} exited with code {ended.exitCode} while starting: {said} "
+                        f"(kubectl logs -n {NAMESPACE} {pod_name} --previous)"
+                    )
+                if waiting is not None and waiting.reason in _STUCK:
+                    raise ClusterError(f"knative-{name}: {waiting.reason}: {waiting.message}")
+        if time.monotonic() > deadline:
+            raise ClusterError(
+                f"knative-{name} was not available within {START_TIMEOUT:.0f} s "
+                f"(kubectl describe pods -n {NAMESPACE})"
+            )
+        time.sleep(0.2)
+
+
+def _last_line(ctx: Context, pod: str) -> str:
     try:
-        return asyncio.run(once())
-    except aiohttp.ClientError:
-        return False
-
-
-def component(ctx: Context, name: str, address: str) -> None:
-    """Run Knative's Deployment ``name`` as a process in a namespace at ``address``."""
-    spec = deployment(name)
-    container = spec.container
-    namespace = f"{netns.PREFIX}{name}"
-    netns.create(namespace, address, dns_namespace=NAMESPACE)
-    pod_name = f"{name}-{NODE_NAME}"
-    fields = {
-        "metadata.name": pod_name,
-        "metadata.namespace": NAMESPACE,
-        "status.podIP": address,
-        "spec.nodeName": NODE_NAME,
-    }
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    for variable in container.get("env", []):
-        if "value" in variable:
-            env[variable["name"]] = str(variable["value"])
-        else:
-            env[variable["name"]] = fields[variable["valueFrom"]["fieldRef"]["fieldPath"]]
-    # Out of a cluster, a kubeconfig replaces the pod's projected service-account token.
-    env["KUBECONFIG"] = str(token_kubeconfig(ctx, spec.service_account, NAMESPACE))
-    started = time.monotonic()
-    process = ctx.spawn(
-        f"knative-{name}", [str(tools.path(f"knative-{name}"))], env=env, namespace=namespace
-    )
-    ports = {p["name"]: int(p["containerPort"]) for p in container.get("ports", [])}
-    readiness = container["readinessProbe"]
-    ctx.wait(process, lambda: _probe(readiness, address, ports), started, START_TIMEOUT)
-    for service in spec.services:
-        ctx.publish(service, address, ports)
+        logs = ctx.kubectl("logs", "-n", NAMESPACE, pod, "--previous", "--tail=5")
+    except ClusterError:
+        return "no log"
+    lines = [line for line in logs.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "no output"
 
 
 def register_webhooks(ctx: Context) -> None:

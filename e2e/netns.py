@@ -1,18 +1,20 @@
-"""The node's network: a bridge on a private range, and a network namespace per pod or component.
+"""The node's network: a bridge on a documentation range, and the Services' range beside it.
 
-A cluster gives every pod its own network namespace and address (the CNI plugin's job). Knative's
-components need the same here: the controller's probe server and the autoscaler's stats server
-both bind :8080, queue-proxy binds :8012, :8022 and :9090, none of them configurable, and
-Endpoints refuse loopback addresses. So every pod and every Knative component gets a namespace
-with one end of a veth pair; the other end joins a bridge in the host's namespace, whose address
-is the node's. The range is TEST-NET-2 (198.51.100.0/24), which no interface here uses. The
-namespaces get no default route: from them only this range is reachable, and the Services'.
+A cluster gives every pod its own network namespace and address on the node's bridge, whose
+address is the node's: the CNI bridge plugin does it for the pods (node.py); CoreDNS and Jaeger,
+which run as processes, get a namespace of their own the same way here (`create`). The
+namespaces get no default route: from them only the bridge's range is reachable, and the
+Services'.
 
-Service cluster IPs come from TEST-NET-3 (203.0.113.0/24), another documentation range. Before
-anything can send to it, the host gets a blackhole route for it: a packet to a cluster IP that
-kube-proxy's rules do not rewrite is dropped here and never leaves the machine. Each namespace
-routes the range via the node, as a CNI bridge plugin's route would, and resolves names with the
-cluster's DNS (resolv.conf as the kubelet writes it with --cluster-dns).
+The cluster's addresses are TEST-NET-2 (198.51.100.0/24), a documentation range that nothing on
+these machines uses: its lower half is the bridge (the node, the components, the pods), its
+upper half the Services' cluster IPs. The other documentation ranges are taken here: eth0 is on
+TEST-NET-1, and the machine's way out (its proxy for the package registries) resolves into
+TEST-NET-3. Before anything can send to a cluster IP, the host gets a blackhole route for the
+upper half, after checking that nothing on the host is talking to it: a packet to a cluster IP
+that kube-proxy's rules do not rewrite is dropped here and never leaves the machine. Each
+namespace routes that half via the node, as a CNI bridge plugin's route would, and resolves
+names with the cluster's DNS (resolv.conf as the kubelet writes it with --cluster-dns).
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
-NETWORK = ipaddress.ip_network("198.51.100.0/24")
+CLUSTER_RANGE = ipaddress.ip_network("198.51.100.0/24")  # TEST-NET-2: all of the cluster's
+NETWORK = ipaddress.ip_network("198.51.100.0/25")  # the bridge: node, components, pods
 NODE_IP = str(NETWORK[1])  # the host's end of the bridge: the node's address
 BRIDGE = "mfsa0"
 PREFIX = "mfsa-"  # every namespace and host-side interface the harness makes
-POD_ADDRESSES = range(32, 255)  # hosts .32 to .254 are the pods' (the kubelet's IPAM range)
-SERVICE_NETWORK = ipaddress.ip_network("203.0.113.0/24")  # TEST-NET-3: Service cluster IPs
+POD_ADDRESSES = range(32, 127)  # hosts .32 to .126 are the pods' (the CNI plugin's IPAM range)
+SERVICE_NETWORK = ipaddress.ip_network("198.51.100.128/25")  # the Services' cluster IPs
 KUBERNETES_SERVICE_IP = str(SERVICE_NETWORK[1])  # the API server's Service, default/kubernetes
 DNS_IP = str(SERVICE_NETWORK[10])  # kube-system/kube-dns, as kubeadm places it
 CLUSTER_DOMAIN = "cluster.local"
@@ -61,10 +64,11 @@ def require_root() -> None:
 
 
 def range_in_use() -> str | None:
-    """The interface that already has an address in NETWORK, if one does (not our bridge)."""
+    """The interface that already has an address in the cluster's range, if one does (not
+    our bridge)."""
     for line in ip("-4", "-o", "addr", "show").stdout.splitlines():
         fields = line.split()
-        in_range = len(fields) >= 4 and ipaddress.ip_interface(fields[3]).ip in NETWORK
+        in_range = len(fields) >= 4 and ipaddress.ip_interface(fields[3]).ip in CLUSTER_RANGE
         if in_range and fields[1] != BRIDGE:
             return fields[1]
     return None
@@ -73,7 +77,7 @@ def range_in_use() -> str | None:
 def create_bridge() -> None:
     require_root()
     if (used := range_in_use()) is not None:
-        raise NetworkError(f"{NETWORK} is already used by interface {used}")
+        raise NetworkError(f"{CLUSTER_RANGE} is already used by interface {used}")
     ip("link", "add", BRIDGE, "type", "bridge")
     ip("addr", "add", f"{NODE_IP}/{NETWORK.prefixlen}", "dev", BRIDGE)
     ip("link", "set", BRIDGE, "up")
@@ -108,25 +112,9 @@ def _wire(target: str, address: str) -> None:
     ip("-n", target, "route", "add", str(SERVICE_NETWORK), "via", NODE_IP, "dev", "eth0")
 
 
-def create(name: str, address: str, *, dns_namespace: str | None = None) -> None:
-    """A new namespace ``name`` with ``address`` on the bridge; with ``dns_namespace``, the
-    cluster's DNS as a pod in that Kubernetes namespace sees it (`ip netns exec` mounts
-    /etc/netns/NAME/resolv.conf over /etc/resolv.conf for the programs it runs)."""
+def create(name: str, address: str) -> None:
+    """A new namespace ``name`` with ``address`` on the bridge."""
     ip("netns", "add", name)
-    try:
-        _wire(name, address)
-    except NetworkError:
-        delete(name)
-        raise
-    if dns_namespace is not None:
-        directory = _ETC_NETNS / name
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "resolv.conf").write_text(resolv_conf(dns_namespace))
-
-
-def adopt(name: str, pid: int, address: str) -> None:
-    """Name the namespace of process ``pid`` (a pod's pause container) and wire it."""
-    ip("netns", "attach", name, str(pid))
     try:
         _wire(name, address)
     except NetworkError:
@@ -165,7 +153,8 @@ def leaves_the_machine(address: str) -> bool:
 
 def blackhole_services() -> None:
     """The blackhole route for the Services' range, before anything can send to it. Refused
-    if the range is routed anywhere already (a network this machine uses)."""
+    if the range is routed anywhere already, or if the host talks to an address in it (a
+    network this machine uses, however it is routed)."""
     require_root()
     for line in ip("-4", "route", "show", "table", "all").stdout.splitlines():
         fields = line.split()
@@ -177,11 +166,34 @@ def blackhole_services() -> None:
         network = ipaddress.ip_network(destination, strict=False)
         if network.overlaps(SERVICE_NETWORK) and fields[0] != "blackhole":
             raise NetworkError(f"{SERVICE_NETWORK} is already routed: {line}")
+    if used := sorted(a for a in addresses_in_use() if a in SERVICE_NETWORK):
+        raise NetworkError(f"{SERVICE_NETWORK} is in use by this machine: {used[0]}")
     ip("route", "replace", "blackhole", str(SERVICE_NETWORK))
 
 
-def remove_blackhole() -> None:
-    ip("route", "del", "blackhole", str(SERVICE_NETWORK), check=False)
+def addresses_in_use() -> set[ipaddress.IPv4Address]:
+    """Addresses this machine talks to or is told to use: its sockets' peers, its
+    nameservers and the addresses in /etc/hosts."""
+    found: set[ipaddress.IPv4Address] = set()
+    for table in ("/proc/net/tcp", "/proc/net/udp"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                peer = line.split()[2].split(":")[0]  # little-endian hex
+                found.add(ipaddress.IPv4Address(bytes.fromhex(peer)[::-1]))
+    for path, column in (("/etc/resolv.conf", 1), ("/etc/hosts", 0)):
+        with contextlib.suppress(OSError):
+            for line in Path(path).read_text().splitlines():
+                words = line.split("#", 1)[0].split()
+                if len(words) > column and (path == "/etc/hosts" or words[0] == "nameserver"):
+                    with contextlib.suppress(ValueError):
+                        address = ipaddress.ip_address(words[column])
+                        if isinstance(address, ipaddress.IPv4Address):
+                            found.add(address)
+    return found
+
+
+def remove_blackhole(network: str) -> None:
+    ip("route", "del", "blackhole", network, check=False)
 
 
 def sysctl(key: str) -> str | None:

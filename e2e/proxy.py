@@ -22,8 +22,7 @@ from typing import Any
 import yaml
 
 from e2e import netns, tools
-from e2e.context import STATE, Context, free_port, get_ok, token_kubeconfig
-from e2e.knative import NODE_NAME
+from e2e.context import NODE_NAME, STATE, Context, free_port, get_ok, token_kubeconfig
 
 NAMESPACE = "kube-system"
 CONFIG = STATE / "kube-proxy.yaml"

@@ -65,6 +65,8 @@ TOOLS_LIST = (
          ("version", "--client")),
     Tool("kube-proxy", "kubernetes", "k8s.io/kubernetes/cmd/kube-proxy", "k8s.io/kubernetes",
          ("--version",)),
+    Tool("kubelet", "kubernetes", "k8s.io/kubernetes/cmd/kubelet", "k8s.io/kubernetes",
+         ("--version",)),
     Tool("coredns", "coredns", COREDNS, COREDNS, ("-version",)),
     Tool("knative-webhook", "knative", "knative.dev/serving/cmd/webhook", "knative.dev/serving"),
     Tool("knative-controller", "knative", "knative.dev/serving/cmd/controller",

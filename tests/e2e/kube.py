@@ -18,9 +18,8 @@ import httpx2 as httpx
 import yaml
 from lightkube import Client, KubeConfig
 
-from e2e import tools
+from e2e import node, tools
 from e2e.context import docker_client
-from e2e.images import POD_LABEL
 
 ROOT = tools.ROOT
 PROJECT = "myfirstserverlessapp"
@@ -69,7 +68,8 @@ class Kube:
             check=False,
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(args[:3])}: {result.stderr.strip()}")
+            said = result.stderr.strip() or result.stdout.strip()[-2000:]
+            raise AssertionError(f"{' '.join(args[:3])} exited {result.returncode}: {said}")
         return result
 
     def kubectl(
@@ -111,28 +111,25 @@ class Kube:
         """GET /?QUERY through the gateway stand-in, with Host: HOST, as curl -H does."""
         return httpx.get(f"http://{self.gateway}/?{query}", headers={"Host": host}, timeout=30)
 
-    def _container(self, namespace: str, pod: str, container: str) -> str:
-        name = f"k8s_{container}_{pod}_{namespace}_"
-        listed = self.docker("ps", "--filter", f"name=^{name}", "--format", "{{.ID}}").stdout
-        ids = listed.split()
-        assert len(ids) == 1, f"{namespace}/{pod} has no running container {container}"
-        return ids[0]
-
     def exec(self, namespace: str, pod: str, container: str, *command: str) -> str:
-        """COMMAND in a container of a pod, as `kubectl exec` does (the kubelet stand-in has no
-        exec: its containers are docker's). Its standard output."""
-        return self.docker("exec", self._container(namespace, pod, container), *command).stdout
+        """`kubectl exec` of COMMAND in a container of a pod: its standard output."""
+        return self.kubectl("exec", "-n", namespace, pod, "-c", container, "--", *command).stdout
 
     def logs(self, namespace: str, pod: str, container: str) -> str:
-        """A container's output so far, as `kubectl logs` shows it."""
-        result = self.docker("logs", self._container(namespace, pod, container))
-        return result.stdout + result.stderr
+        """`kubectl logs` of a container of a pod."""
+        return self.kubectl("logs", "-n", namespace, pod, "-c", container).stdout
 
     def pod_containers(self) -> list[str]:
-        """Every container the kubelet stand-in runs: pod uid per container."""
-        out = self.docker("ps", "--filter", f"label={POD_LABEL}", "--format",
-                          f'{{{{.Label "{POD_LABEL}"}}}}').stdout  # fmt: skip
-        return out.split()
+        """The pod uid of every container on the node (containerd's, in the CRI's namespace)."""
+        uids = []
+        for container in node.ctr("containers", "list", "--quiet").stdout.split():
+            info = node.ctr("containers", "info", container)
+            if info.returncode == 0:  # else removed since listed
+                uids.append(json.loads(info.stdout)["Labels"].get(POD_UID, ""))
+        return uids
+
+
+POD_UID = "io.kubernetes.pod.uid"  # the CRI's label on each of a pod's containers
 
 
 @dataclass

@@ -54,6 +54,50 @@ def test_unknown_host_is_not_routed(kube: Kube, bosun: dict[str, Any]) -> None:
     assert kube.call(f"nothing.{NAMESPACE}.example.com").status_code == 404
 
 
+def test_pods_reach_the_service_by_its_cluster_local_name(
+    kube: Kube, bosun: dict[str, Any]
+) -> None:
+    """NAME.NAMESPACE.svc.cluster.local, as Knative publishes it (an ExternalName of the local
+    gateway), from a pod: the local gateway serves the KIngress's cluster-local rule."""
+    url = f"http://{NAME}.{NAMESPACE}.svc.cluster.local/?in=10000&nap=0&processes=50"
+    script = (
+        f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=30).read().decode())"
+    )
+    pods = kube.get("pods", "-n", NAMESPACE, "-l", f"serving.knative.dev/service={NAME}")["items"]
+    pod = next(p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp"))
+    out = kube.exec(NAMESPACE, pod, "app", "/opt/venv/bin/python", "-c", script)
+    assert out.rstrip().splitlines()[-3:] == list(LINES)
+
+
+def test_a_deleted_activator_pod_is_replaced_and_requests_answer_again(
+    kube: Kube, bosun: dict[str, Any]
+) -> None:
+    """Knative's activator as its Deployment runs it: a deleted pod is replaced, its Service's
+    Endpoints follow the new pod's readiness, and the service answers again, without a 503
+    once it does (the bosun stack's target of 1 keeps the activator in the path)."""
+    assert kube.call(HOST).status_code == 200
+
+    def activators() -> list[dict[str, Any]]:
+        pods = kube.get("pods", "-n", "knative-serving", "-l", "app=activator")["items"]
+        return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+    (old,) = [p["metadata"]["name"] for p in activators()]
+    kube.kubectl("delete", "pod", old, "-n", "knative-serving", "--wait=false")
+
+    def replaced() -> bool:
+        return any(p["metadata"]["name"] != old and _ready(p) for p in activators())
+
+    eventually(replaced, 120, "a new activator pod Ready")
+    eventually(lambda: kube.call(HOST).status_code == 200, 60, "an answer through the new pod")
+    codes = Counter(kube.call(HOST).status_code for _ in range(20))
+    assert codes == {200: 20}
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    conditions = pod.get("status", {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
 def test_traffic_split_reaches_both_revisions_in_proportion(
     kube: Kube, app_image: str, bosun: dict[str, Any]
 ) -> None:

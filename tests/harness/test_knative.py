@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from e2e import knative, traces
+from e2e.context import ClusterError
 
 ENDPOINT = traces.OTLP_HTTP
 
@@ -56,3 +57,21 @@ def test_only_the_listed_settings_differ_from_a_stock_install(
 
 def test_the_otlp_endpoint_is_the_trace_stores_collector_service() -> None:
     assert ENDPOINT == "http://jaeger-collector.istio-system.svc.cluster.local:4318/v1/traces"
+
+
+def test_knatives_images_are_the_ones_built_here() -> None:
+    docs = list(knative.documents(knative.files("deployments")))
+    images = {name: f"127.0.0.1:5000/knative-serving/{name}@sha256:0" for name in
+              knative.COMPONENTS}  # fmt: skip
+    rewritten = knative.rewrite_images(docs, images)
+    containers = {d["metadata"]["name"]: d["spec"]["template"]["spec"]["containers"][0]["image"]
+                  for d in rewritten if d["kind"] == "Deployment"}  # fmt: skip
+    assert containers == images
+    assert "ko://" not in str(rewritten)
+    assert "ko://" in str(docs)  # the module's own files are untouched
+
+
+def test_an_image_not_built_here_is_an_error() -> None:
+    docs = [{"kind": "Deployment", "spec": {"image": f"{knative.KO}unknown"}}]
+    with pytest.raises(ClusterError, match=r"^no image built for ko://knative\.dev/.+/unknown$"):
+        knative.rewrite_images(docs, {})

@@ -4,6 +4,7 @@ Corefile, kube-proxy's configuration and the trace store's Services (no cluster,
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 from e2e import dns, netns, proxy, traces
 
@@ -13,14 +14,31 @@ DOCUMENTATION = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0
 
 def test_cluster_ips_come_from_a_documentation_range_apart_from_the_pods() -> None:
     services = netns.SERVICE_NETWORK
-    assert services in DOCUMENTATION
+    assert any(services.subnet_of(d) for d in DOCUMENTATION)  # type: ignore[arg-type]
     for private in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"):
         assert not services.overlaps(ipaddress.ip_network(private))
     assert not services.overlaps(netns.NETWORK)
-    # TEST-NET-1 is what this kind of machine gives eth0: never used for the cluster.
-    assert not services.overlaps(ipaddress.ip_network("192.0.2.0/24"))
+    assert services.subnet_of(netns.CLUSTER_RANGE)  # type: ignore[arg-type]
+    assert netns.NETWORK.subnet_of(netns.CLUSTER_RANGE)  # type: ignore[arg-type]
+    # TEST-NET-1 is eth0's on these machines, TEST-NET-3 their way out: neither is the cluster's.
+    for taken in ("192.0.2.0/24", "203.0.113.0/24"):
+        assert not netns.CLUSTER_RANGE.overlaps(ipaddress.ip_network(taken))
     assert ipaddress.ip_address(netns.DNS_IP) in services
     assert ipaddress.ip_address(netns.KUBERNETES_SERVICE_IP) in services
+    pods = [netns.NETWORK[i] for i in netns.POD_ADDRESSES]
+    assert all(address in netns.NETWORK for address in pods)
+
+
+def test_the_addresses_this_machine_uses_include_its_nameservers_and_peers() -> None:
+    """What the blackhole route's check looks at: a range the host talks to is refused."""
+    used = netns.addresses_in_use()
+    nameservers = [line.split()[1] for line in Path("/etc/resolv.conf").read_text().splitlines()
+                   if line.startswith("nameserver")]  # fmt: skip
+    for nameserver in nameservers:
+        address = ipaddress.ip_address(nameserver)
+        if address.version == 4:
+            assert address in used
+    assert not any(address in netns.SERVICE_NETWORK for address in used)
 
 
 def test_a_pods_resolv_conf_is_the_kubelets_cluster_first() -> None:
