@@ -26,7 +26,7 @@ from lightkube.resources.core_v1 import Pod
 from lightkube.types import on_error_retry
 
 from benchmarks.output import table
-from e2e import process
+from e2e import node, process
 from e2e.cluster import Cluster
 from e2e.context import State
 from ops.requester import Result, Run, Work, execute
@@ -62,10 +62,11 @@ class PodClock:
 
 
 def cluster_rss_mib() -> float:
-    """Every process of the cluster and every process below them (containerd, its shims, the
-    pods' containers), counted once."""
+    """Every process of the cluster and every process below them, and the pods: containerd's
+    shims and their containers (which containerd starts apart from itself), counted once."""
     state = State.load()
     pids = {p for each in (state.processes if state else []) for p in process.descendants(each.pid)}
+    pids |= set(node.pods())
     return sum(process.rss_bytes(pid) for pid in pids) / 2**20
 
 
