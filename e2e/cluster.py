@@ -62,8 +62,8 @@ def _network(ctx: Context) -> None:
         netns.create_bridge()
         ctx.state.bridge = True
         ctx.state.save()
-        netns.blackhole_services()
-        ctx.state.blackhole = str(netns.SERVICE_NETWORK)
+        if netns.blackhole_services():  # a route the host had stays
+            ctx.state.blackhole = str(netns.SERVICE_NETWORK)
         ctx.state.sysctls = netns.set_sysctls(netns.SYSCTLS)
     except netns.NetworkError as error:
         raise ClusterError(f"network: {error}") from None
@@ -106,6 +106,28 @@ RESTARTABLE: dict[str, Step] = {
     "kube-proxy": proxy.run,
     "jaeger": traces.run,
 }
+
+
+# The node's programs, which name RUN: the node's paths, bridge and Service routes are one per
+# machine, so a cluster started from another checkout of the project holds them.
+NODE_PROGRAMS = ("kubelet", "dockerd", "buildkitd")
+
+
+def another_cluster(state: State) -> str | None:
+    """A node program running on this machine that is not STATE's: another checkout's cluster."""
+    ours = {each.pid for each in state.processes}
+    for pid, program in process.running_with(str(RUN), NODE_PROGRAMS):
+        if pid not in ours:
+            return f"{program} (pid {pid})"
+    return None
+
+
+def _refuse_another(state: State) -> None:
+    if (other := another_cluster(state)) is not None:
+        raise ClusterError(
+            f"another local cluster is running on this machine ({other} uses {RUN}): "
+            "stop it with make cluster-down in its checkout"
+        )
 
 
 def _preflight(ctx: Context) -> None:
@@ -201,6 +223,7 @@ class Cluster:
         if Cluster.running():
             raise ClusterError("a local cluster is already running (make cluster-down first)")
         self.ctx.state = State.load() or State()
+        _refuse_another(self.ctx.state)
         self.stop(quiet=True)  # what a cluster that died or was killed left behind
         _preflight(self.ctx)
         STATE.mkdir(parents=True, exist_ok=True)
@@ -286,7 +309,9 @@ def _up() -> int:
 
 
 def _down() -> int:
-    if State.load() is None and not netns.owned():
+    state = State.load()
+    _refuse_another(state or State())
+    if state is None and not netns.owned():
         print("no local cluster is running")
         return 0
     Cluster().stop()

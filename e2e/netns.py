@@ -151,11 +151,13 @@ def leaves_the_machine(address: str) -> bool:
     return " dev eth0" in f" {route(address)} "
 
 
-def blackhole_services() -> None:
+def blackhole_services() -> bool:
     """The blackhole route for the Services' range, before anything can send to it. Refused
     if the range is routed anywhere already, or if the host talks to an address in it (a
-    network this machine uses, however it is routed)."""
+    network this machine uses, however it is routed). False if the host had the route already
+    (it stays when the cluster goes)."""
     require_root()
+    had = False
     for line in ip("-4", "route", "show", "table", "all").stdout.splitlines():
         fields = line.split()
         if not fields or fields[0] in ("local", "broadcast"):
@@ -166,9 +168,11 @@ def blackhole_services() -> None:
         network = ipaddress.ip_network(destination, strict=False)
         if network.overlaps(SERVICE_NETWORK) and fields[0] != "blackhole":
             raise NetworkError(f"{SERVICE_NETWORK} is already routed: {line}")
+        had = had or (fields[0] == "blackhole" and network == SERVICE_NETWORK)
     if used := sorted(a for a in addresses_in_use() if a in SERVICE_NETWORK):
         raise NetworkError(f"{SERVICE_NETWORK} is in use by this machine: {used[0]}")
     ip("route", "replace", "blackhole", str(SERVICE_NETWORK))
+    return not had
 
 
 def addresses_in_use() -> set[ipaddress.IPv4Address]:

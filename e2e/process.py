@@ -98,3 +98,20 @@ def last_line(log: Path) -> str:
     except OSError:
         return "no log"
     return lines[-1][:300] if lines else "no output"
+
+
+def running_with(marker: str, programs: tuple[str, ...]) -> list[tuple[int, str]]:
+    """The processes of PROGRAMS (by the name of their executable) whose command line names
+    MARKER: (pid, program)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        program = os.path.basename(os.fsdecode(argv[0]))
+        if program in programs and any(marker in os.fsdecode(arg) for arg in argv[1:]):
+            found.append((int(proc.name), program))
+    return sorted(found)

@@ -1,0 +1,61 @@
+"""One cluster per machine: the node's paths, bridge and Service routes are the machine's, so
+`up` and `down` in one checkout refuse to touch a cluster that another checkout started."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from e2e import cluster
+from e2e.context import RUN, State
+from e2e.process import Process
+
+
+@pytest.fixture
+def other_kubelet() -> Iterator[int]:
+    """A process that looks like another checkout's kubelet: named so, naming RUN."""
+    child = subprocess.Popen(
+        ["kubelet", "-c", "import time; time.sleep(60)", f"--root-dir={RUN}/kubelet"],
+        executable=sys.executable,
+    )
+    try:
+        yield child.pid
+    finally:
+        child.kill()
+        child.wait()
+
+
+@pytest.fixture
+def nothing_touched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This checkout has no cluster; starting or stopping anything fails the test."""
+
+    def touched(*_: object, **__: object) -> None:
+        raise AssertionError("the other cluster was touched")
+
+    monkeypatch.setattr(State, "load", staticmethod(lambda: None))
+    monkeypatch.setattr(cluster.Cluster, "stop", touched)
+    monkeypatch.setattr(cluster, "_preflight", touched)
+
+
+def test_another_checkouts_node_program_is_found(other_kubelet: int) -> None:
+    assert cluster.another_cluster(State()) == f"kubelet (pid {other_kubelet})"
+
+
+def test_a_clusters_own_node_programs_are_not_another(other_kubelet: int) -> None:
+    ours = State(processes=[Process("kubelet", other_kubelet, "kubelet", "kubelet.log")])
+    assert cluster.another_cluster(ours) is None
+
+
+@pytest.mark.parametrize("command", ["up", "down"])
+@pytest.mark.usefixtures("nothing_touched")
+def test_up_and_down_refuse_while_another_checkouts_cluster_runs(
+    other_kubelet: int, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cluster.main([command]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"cluster: another local cluster is running on this machine (kubelet (pid {other_kubelet})"
+        f" uses {RUN}): stop it with make cluster-down in its checkout"
+    ]
