@@ -143,6 +143,21 @@ def kubeconfig_text(server: str, ca: Path, user: dict[str, str]) -> str:
     )
 
 
+def service_account(
+    name: str, namespace: str, cluster_role: str, binding: str
+) -> list[dict[str, Any]]:
+    """ServiceAccount NAMESPACE/NAME and BINDING, which grants it CLUSTER_ROLE."""
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": name, "namespace": namespace}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": binding},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                     "name": cluster_role},
+         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]},
+    ]  # fmt: skip
+
+
 def token_kubeconfig(ctx: Context, service_account: str, namespace: str) -> Path:
     """A kubeconfig with a token of NAMESPACE/SERVICE_ACCOUNT: what a pod's projected token
     gives a component, for one that runs as a process."""

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from e2e import netns, tools
-from e2e.context import STATE, Context, get_ok, token_kubeconfig
+from e2e.context import STATE, Context, get_ok, service_account, token_kubeconfig
 
 NAMESPACE = "kube-system"
 ADDRESS = str(netns.NETWORK[6])
@@ -42,8 +42,6 @@ def corefile(kubeconfig: str, address: str) -> str:
 
 
 RBAC: list[dict[str, Any]] = [
-    {"apiVersion": "v1", "kind": "ServiceAccount",
-     "metadata": {"name": "coredns", "namespace": NAMESPACE}},
     {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
      "metadata": {"name": "system:coredns"},
      "rules": [
@@ -52,11 +50,7 @@ RBAC: list[dict[str, Any]] = [
          {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
           "verbs": ["list", "watch"]},
      ]},
-    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-     "metadata": {"name": "system:coredns"},
-     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                 "name": "system:coredns"},
-     "subjects": [{"kind": "ServiceAccount", "name": "coredns", "namespace": NAMESPACE}]},
+    *service_account("coredns", NAMESPACE, "system:coredns", binding="system:coredns"),
 ]  # fmt: skip
 
 

@@ -31,15 +31,13 @@ import argparse
 import asyncio
 import contextlib
 import datetime
-import hashlib
-import json
 import logging
 import random
 import signal
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +49,7 @@ from lightkube.resources.core_v1 import Endpoints, Service
 from lightkube.types import OnErrorAction, OnErrorResult, PatchType
 
 from e2e.context import KUBECONFIG, Context, free_port, get_ok
+from e2e.kingress import EXTERNAL, LOCAL, Path, Split, choose, ingress_hash, ready, routes, select
 from e2e.netns import NODE_IP
 
 LOG = logging.getLogger("gateway-standin")
@@ -58,7 +57,6 @@ KIngress = create_namespaced_resource(
     "networking.internal.knative.dev", "v1alpha1", "Ingress", "ingresses"
 )
 ISTIO_CLASS = "istio.ingress.networking.knative.dev"
-EXTERNAL, LOCAL = "ExternalIP", "ClusterLocal"  # a rule's visibility: which gateway serves it
 # Knative's network probe (knative.dev/networking pkg/http/header, pkg/status).
 PROBE, HASH, OVERRIDE = "K-Network-Probe", "K-Network-Hash", "override"
 PROBE_AGENT = "Knative-Ingress-Probe"
@@ -79,82 +77,6 @@ HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
-
-
-@dataclass(frozen=True)
-class Split:
-    namespace: str
-    service: str
-    port: int | str
-    percent: int
-    headers: dict[str, str]
-
-
-@dataclass(frozen=True)
-class Path:
-    prefix: str
-    match_headers: dict[str, str]
-    splits: tuple[Split, ...]
-    headers: dict[str, str]
-    rewrite_host: str
-    probe_hash: str = ""  # the KIngress's hash, which a probe of this path carries upstream
-
-
-def ingress_hash(raw: dict[str, Any]) -> str:
-    """The KIngress's version, as net-istio's prober tags it: a hash of its spec, namespace
-    and name (knative.dev/networking's ComputeHash, over this stand-in's JSON of the spec)."""
-    meta = raw["metadata"]
-    text = json.dumps(raw.get("spec") or {}, sort_keys=True) + meta["namespace"] + meta["name"]
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def routes(raw: dict[str, Any]) -> dict[str, dict[str, list[Path]]]:
-    """A KIngress's rules as routes: visibility (ExternalIP, ClusterLocal) -> host -> paths."""
-    digest = ingress_hash(raw)
-    table: dict[str, dict[str, list[Path]]] = {EXTERNAL: {}, LOCAL: {}}
-    for rule in (raw.get("spec") or {}).get("rules", []):
-        visibility = rule.get("visibility") or EXTERNAL
-        for host in rule.get("hosts", []):
-            table.setdefault(visibility, {})[host.lower()] = _paths(rule, digest)
-    return table
-
-
-def _paths(rule: dict[str, Any], digest: str = "") -> list[Path]:
-    paths = []
-    for path in (rule.get("http") or {}).get("paths", []):
-        splits = tuple(
-            Split(
-                namespace=s["serviceNamespace"],
-                service=s["serviceName"],
-                port=s["servicePort"],
-                percent=int(s.get("percent", 100)),
-                headers=dict(s.get("appendHeaders") or {}),
-            )
-            for s in path.get("splits", [])
-        )
-        paths.append(
-            Path(
-                prefix=path.get("path") or "/",
-                match_headers={
-                    k: v.get("exact", "") for k, v in (path.get("headers") or {}).items()
-                },
-                splits=splits,
-                headers=dict(path.get("appendHeaders") or {}),
-                rewrite_host=path.get("rewriteHost") or "",
-                probe_hash=digest,
-            )
-        )
-    return paths
-
-
-def select(paths: list[Path], path: str, headers: Mapping[str, str]) -> Path | None:
-    """The first path whose prefix and exact header matches take the request."""
-    for candidate in paths:
-        if path.startswith(candidate.prefix) and all(
-            headers.get(k) == v for k, v in candidate.match_headers.items()
-        ):
-            return candidate
-    return None
 
 
 @dataclass
@@ -212,10 +134,10 @@ class Gateway:
             if (meta.get("annotations") or {}).get(CLASS_ANNOTATION, ISTIO_CLASS) != ISTIO_CLASS:
                 continue
             self.ingresses[key] = routes(raw)
-            if not _ready(raw):
-                self.probes[key] = asyncio.create_task(self._probe_then_mark_ready(raw))
+            if not ready(raw):
+                self.probes[key] = asyncio.create_task(self._probe_then_markready(raw))
 
-    async def _probe_then_mark_ready(self, raw: dict[str, Any]) -> None:
+    async def _probe_then_markready(self, raw: dict[str, Any]) -> None:
         """Probe each rule's hosts through the listener that serves them, as net-istio's
         prober does, until every one answers with this version's hash; then mark it Ready."""
         digest = ingress_hash(raw)
@@ -227,7 +149,7 @@ class Gateway:
             if pending:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
-        await self._mark_ready(raw)
+        await self._markready(raw)
 
     async def _probe(self, visibility: str, host: str, digest: str) -> bool:
         listener = self.listeners.get(visibility)
@@ -243,7 +165,7 @@ class Gateway:
         except (aiohttp.ClientError, TimeoutError):
             return False
 
-    async def _mark_ready(self, raw: dict[str, Any]) -> None:
+    async def _markready(self, raw: dict[str, Any]) -> None:
         meta = raw["metadata"]
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         patch = {
@@ -312,7 +234,7 @@ class Gateway:
             ready = request.path == "/healthz/ready"
             return web.Response(text="ready\n") if ready else web.Response(status=404)
         path = select(paths, request.path, request.headers)
-        split = _choose(path.splits) if path is not None else None
+        split = choose(path.splits) if path is not None else None
         return (path, split) if path is not None and split is not None else web.Response(status=404)
 
     def handler(
@@ -378,26 +300,6 @@ class Gateway:
                 text=f"upstream connect error or disconnect/reset before headers: "
                 f"{type(error).__name__}",
             )
-
-
-def _ready(raw: dict[str, Any]) -> bool:
-    """The KIngress is Ready at its current generation (marked by an earlier run)."""
-    status = raw.get("status") or {}
-    conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
-    current = status.get("observedGeneration") == raw["metadata"].get("generation")
-    return current and conditions.get("Ready") == "True"
-
-
-def _choose(splits: tuple[Split, ...]) -> Split | None:
-    total = sum(s.percent for s in splits)
-    if total <= 0:
-        return None
-    point = random.uniform(0, total)  # noqa: S311 (traffic splitting, not security)
-    for split in splits:
-        point -= split.percent
-        if point <= 0 and split.percent > 0:
-            return split
-    return splits[-1]
 
 
 async def _wait(event: asyncio.Event) -> None:

@@ -22,20 +22,22 @@ from typing import Any
 import yaml
 
 from e2e import netns, tools
-from e2e.context import NODE_NAME, STATE, Context, free_port, get_ok, token_kubeconfig
+from e2e.context import (
+    NODE_NAME,
+    STATE,
+    Context,
+    free_port,
+    get_ok,
+    service_account,
+    token_kubeconfig,
+)
 
 NAMESPACE = "kube-system"
 CONFIG = STATE / "kube-proxy.yaml"
 
-RBAC: list[dict[str, Any]] = [
-    {"apiVersion": "v1", "kind": "ServiceAccount",
-     "metadata": {"name": "kube-proxy", "namespace": NAMESPACE}},
-    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-     "metadata": {"name": "kubeadm:node-proxier"},
-     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                 "name": "system:node-proxier"},
-     "subjects": [{"kind": "ServiceAccount", "name": "kube-proxy", "namespace": NAMESPACE}]},
-]  # fmt: skip
+RBAC = service_account(
+    "kube-proxy", NAMESPACE, "system:node-proxier", binding="kubeadm:node-proxier"
+)
 
 
 def configuration(kubeconfig: str, healthz: int, metrics: int) -> dict[str, Any]:

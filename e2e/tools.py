@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -157,26 +158,9 @@ def _ldflags(tool: Tool) -> str:
         }
         for package in ("k8s.io/client-go/pkg/version", "k8s.io/component-base/version"):
             flags += [f"-X {package}.{key}={value}" for key, value in values.items()]
-    elif tool.source == "github.com/pulumi/pulumi/pkg/v3":
-        flags.append(f"-X {PULUMI_SDK}/go/common/version.Version={pinned(tool)}")
-    elif tool.source == K8S_PROVIDER:
-        # As its Makefile does; the version is the one the Python SDK asks the engine for.
-        flags.append(f"-X {K8S_PROVIDER}/pkg/version.Version={plugin_version('kubernetes')}")
-    elif tool.source == DOCKER_BUILD_PROVIDER:
-        flags.append(f"-X {tool.source}/provider.Version={plugin_version('docker-build')}")
-    elif tool.source == VICTORIAMETRICS:
-        # What its Makefile stamps (`--version` prints it).
-        flags.append(f"-X {tool.source}/lib/buildinfo.Version=victoria-metrics-{pinned(tool)}")
-    elif tool.source == COREDNS:
-        flags.append(f"-X {tool.source}/coremain.GitCommit={pinned(tool)}")
-    elif tool.source == JAEGER:
-        # What its Makefile stamps (scripts/makefiles/BuildInfo.mk).
-        flags.append(f"-X {tool.source}/internal/version.latestVersion={pinned(tool)}")
-    elif tool.source == KUBE_STATE_METRICS:
-        flags.append(f"-X github.com/prometheus/common/version.Version={pinned(tool)}")
-    elif tool.source in {BUILDKIT, BUILDX}:
-        # What their Makefiles stamp: the docker-build provider reads BuildKit's version.
-        flags.append(f"-X {tool.source}/version.Version={pinned(tool)}")
+    elif (flag := VERSION_FLAGS.get(tool.source)) is not None:
+        variable, value = flag
+        flags.append(f"-X {variable}={value(tool)}")
     return " ".join(flags)
 
 
@@ -192,6 +176,31 @@ def plugin_version(name: str) -> str:
     except (ModuleNotFoundError, FileNotFoundError) as error:
         raise ToolError(f"{package}: not installed; run make env") from error
     return str(metadata["version"])
+
+
+# What each other tool's own build stamps into it (-X VARIABLE=VALUE): the variable, and its
+# value for the tool.
+VERSION_FLAGS: dict[str, tuple[str, Callable[[Tool], str]]] = {
+    "github.com/pulumi/pulumi/pkg/v3": (f"{PULUMI_SDK}/go/common/version.Version", pinned),
+    # As its Makefile does; the version is the one the Python SDK asks the engine for.
+    K8S_PROVIDER: (f"{K8S_PROVIDER}/pkg/version.Version", lambda _: plugin_version("kubernetes")),
+    DOCKER_BUILD_PROVIDER: (
+        f"{DOCKER_BUILD_PROVIDER}/provider.Version",
+        lambda _: plugin_version("docker-build"),
+    ),
+    # What its Makefile stamps (`--version` prints it).
+    VICTORIAMETRICS: (
+        f"{VICTORIAMETRICS}/lib/buildinfo.Version",
+        lambda t: f"victoria-metrics-{pinned(t)}",
+    ),
+    COREDNS: (f"{COREDNS}/coremain.GitCommit", pinned),
+    # What its Makefile stamps (scripts/makefiles/BuildInfo.mk).
+    JAEGER: (f"{JAEGER}/internal/version.latestVersion", pinned),
+    KUBE_STATE_METRICS: ("github.com/prometheus/common/version.Version", pinned),
+    # What their Makefiles stamp: the docker-build provider reads BuildKit's version.
+    BUILDKIT: (f"{BUILDKIT}/version.Version", pinned),
+    BUILDX: (f"{BUILDX}/version.Version", pinned),
+}
 
 
 def _provider_source(tool: Tool) -> list[str]:

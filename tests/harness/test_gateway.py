@@ -6,7 +6,7 @@ import copy
 from collections import Counter
 from typing import Any
 
-from e2e.gateway import EXTERNAL, LOCAL, Split, _choose, ingress_hash, routes, select
+from e2e.kingress import EXTERNAL, LOCAL, Split, choose, ingress_hash, routes, select
 
 
 def _ingress(**spec_extra: Any) -> dict[str, Any]:
@@ -62,8 +62,8 @@ def test_the_probe_hash_is_the_ingress_version() -> None:
 def test_splits_are_chosen_in_proportion_and_zero_percent_never() -> None:
     splits = (Split("ns", "a", 80, 90, {}), Split("ns", "b", 80, 10, {}),
               Split("ns", "c", 80, 0, {}))  # fmt: skip
-    chosen = Counter(split.service for split in (_choose(splits) for _ in range(4000)) if split)
+    chosen = Counter(split.service for split in (choose(splits) for _ in range(4000)) if split)
     assert chosen["c"] == 0
     # Binomial(4000, 0.1): 400 +- 19 per standard deviation.
     assert 300 <= chosen["b"] <= 500, chosen
-    assert _choose((Split("ns", "a", 80, 0, {}),)) is None
+    assert choose((Split("ns", "a", 80, 0, {}),)) is None
