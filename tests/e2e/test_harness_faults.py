@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 
 from e2e import netns, node, proxy, tools
-from e2e.cluster import Cluster
-from e2e.context import LOGS, RUN, STATE
+from e2e.cluster import Cluster, another_cluster
+from e2e.context import LOGS, RUN, STATE, State
 from e2e.images import binary_image
 from e2e.process import mounts_below
 from tests.e2e.kube import ROOT, Kube
 
 pytestmark = pytest.mark.skipif(
-    Cluster.running(), reason="a local cluster is running; these need the machine to themselves"
+    Cluster.running() or another_cluster(State.load() or State()) is not None,
+    reason="a local cluster is running; these need the machine to themselves",
 )
 
 

@@ -187,7 +187,7 @@ def test_the_load_is_spread_over_at_least_eight_pods(load_test: LoadTest) -> Non
         f'service="{NAME}", http_response_status_code="200"}}'
     )
     pods = {pod for pod, count in served.items() if count > 0}
-    assert len(pods) >= 8, served
+    assert len(pods) >= 8, (served, load_test.summary)
 
 
 def test_back_to_zero_pods_within_the_bound_from_config_autoscaler(load_test: LoadTest) -> None:

@@ -6,19 +6,27 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from e2e import cluster
-from e2e.context import RUN, State
+from e2e.context import State
 from e2e.process import Process
 
 
 @pytest.fixture
-def other_kubelet() -> Iterator[int]:
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The node's run directory, this test's own (a cluster running on the machine is not it)."""
+    monkeypatch.setattr(cluster, "RUN", tmp_path / "run")
+    return tmp_path / "run"
+
+
+@pytest.fixture
+def other_kubelet(run: Path) -> Iterator[int]:
     """A process that looks like another checkout's kubelet: named so, naming RUN."""
     child = subprocess.Popen(
-        ["kubelet", "-c", "import time; time.sleep(60)", f"--root-dir={RUN}/kubelet"],
+        ["kubelet", "-c", "import time; time.sleep(60)", f"--root-dir={run}/kubelet"],
         executable=sys.executable,
     )
     try:
@@ -52,10 +60,10 @@ def test_a_clusters_own_node_programs_are_not_another(other_kubelet: int) -> Non
 @pytest.mark.parametrize("command", ["up", "down"])
 @pytest.mark.usefixtures("nothing_touched")
 def test_up_and_down_refuse_while_another_checkouts_cluster_runs(
-    other_kubelet: int, command: str, capsys: pytest.CaptureFixture[str]
+    run: Path, other_kubelet: int, command: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert cluster.main([command]) == 1
     assert capsys.readouterr().err.splitlines() == [
         f"cluster: another local cluster is running on this machine (kubelet (pid {other_kubelet})"
-        f" uses {RUN}): stop it with make cluster-down in its checkout"
+        f" uses {run}): stop it with make cluster-down in its checkout"
     ]
