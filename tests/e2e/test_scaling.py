@@ -68,17 +68,31 @@ def scale_down_bound(kube: Kube, window: str | None) -> float:
 
 
 class DesiredScale(threading.Thread):
-    """The highest desiredScale the revision's PodAutoscaler reported while it ran."""
+    """The highest desiredScale the revision's PodAutoscaler reported until ``stop()``."""
 
     def __init__(self, client: Client) -> None:
         super().__init__(daemon=True)
         self.client = client
         self.peak = 0
+        self.stopped = threading.Event()
 
     def run(self) -> None:
-        for _, autoscaler in self.client.watch(PodAutoscaler, namespace=NAMESPACE):
-            status = autoscaler.to_dict().get("status") or {}  # type: ignore[no-untyped-call]
-            self.peak = max(self.peak, int(status.get("desiredScale") or 0))
+        try:
+            for _, autoscaler in self.client.watch(PodAutoscaler, namespace=NAMESPACE):
+                if self.stopped.is_set():
+                    return
+                status = autoscaler.to_dict().get("status") or {}  # type: ignore[no-untyped-call]
+                self.peak = max(self.peak, int(status.get("desiredScale") or 0))
+        except httpx.HTTPError:
+            # The watch waits for events until its connection ends, which after stop() is
+            # when the session's cluster stops; before stop(), a broken watch is an error.
+            if not self.stopped.is_set():
+                raise
+
+    def stop(self) -> int:
+        """The peak so far; the watch ends at its next event or when its connection does."""
+        self.stopped.set()
+        return self.peak
 
 
 @dataclass
@@ -146,7 +160,7 @@ def load_test(kube: Kube, app_image: str) -> Iterator[LoadTest]:
             report=document["report"],
             summary=document["replicas"]["summary"],
             timeline=document["replicas"]["timeline"],
-            pa_peak=peak.peak,
+            pa_peak=peak.stop(),
             bound=bound,
             metrics=kube.env["METRICS"],
             started=started,
