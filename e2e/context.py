@@ -212,7 +212,7 @@ class Context:
 
     # -- processes -------------------------------------------------------------------------------
 
-    def spawn(
+    def _spawn(
         self,
         name: str,
         argv: list[str],
@@ -247,14 +247,21 @@ class Context:
         self.children[name] = child
         return started
 
-    def wait(
+    def start(
         self,
-        started: process.Process,
+        name: str,
+        argv: list[str],
         ready: Callable[[], bool],
-        since: float,
+        *,
         timeout: float = 60,
+        env: dict[str, str] | None = None,
+        namespace: str | None = None,
+        executable: str | None = None,
     ) -> None:
-        """Until ``ready()`` holds; ClusterError if the process exits or TIMEOUT passes."""
+        """`_spawn` NAME and wait until ``ready()`` holds (the seconds that took recorded in the
+        state); ClusterError if the process exits first or TIMEOUT passes."""
+        since = time.monotonic()
+        started = self._spawn(name, argv, env=env, namespace=namespace, executable=executable)
         deadline = since + timeout
         child = self.children[started.name]
         while True:

@@ -3,8 +3,6 @@ and kube-scheduler, as envtest runs them: plain processes, each ready when its h
 
 from __future__ import annotations
 
-import time
-
 from e2e import netns, pki, tools
 from e2e.context import (
     KUBECONFIG,
@@ -45,8 +43,7 @@ def certificates(ctx: Context) -> None:
 def etcd(ctx: Context) -> None:
     client, peer = free_port(), free_port()
     ctx.state.ports.update(etcd=client)
-    started = time.monotonic()
-    process = ctx.spawn(
+    ctx.start(
         "etcd",
         [
             str(tools.path("etcd")),
@@ -60,15 +57,21 @@ def etcd(ctx: Context) -> None:
             "--unsafe-no-fsync",  # a throw-away test cluster: durability buys nothing
             "--log-level=warn",
         ],
+        lambda: get_ok(f"http://127.0.0.1:{client}/health"),
     )
-    ctx.wait(process, lambda: get_ok(f"http://127.0.0.1:{client}/health"), started)
 
 
 def apiserver(ctx: Context) -> None:
     port = free_port(netns.NODE_IP)
     ctx.state.ports.update(apiserver=port)
-    started = time.monotonic()
-    process = ctx.spawn(
+    KUBECONFIG.write_text(
+        kubeconfig_text(
+            ctx.server,
+            ctx.ca,
+            {"client-certificate": str(ctx.admin.cert), "client-key": str(ctx.admin.key)},
+        )
+    )
+    ctx.start(
         "kube-apiserver",
         [
             str(tools.path("kube-apiserver")),
@@ -95,15 +98,8 @@ def apiserver(ctx: Context) -> None:
             "--profiling=false",
             "--v=0",
         ],
+        lambda: get_ok(f"{ctx.server}/readyz", ctx.tls()),
     )
-    KUBECONFIG.write_text(
-        kubeconfig_text(
-            ctx.server,
-            ctx.ca,
-            {"client-certificate": str(ctx.admin.cert), "client-key": str(ctx.admin.key)},
-        )
-    )
-    ctx.wait(process, lambda: get_ok(f"{ctx.server}/readyz", ctx.tls()), started)
 
 
 def controller_manager(ctx: Context) -> None:
@@ -132,8 +128,8 @@ def _kube_component(ctx: Context, name: str, *flags: str) -> None:
     """kube-controller-manager or kube-scheduler: one instance (no leader election), its
     secure port on 127.0.0.1, ready when its /healthz answers."""
     port = free_port()
-    started = time.monotonic()
-    process = ctx.spawn(
+    health = f"https://127.0.0.1:{port}/healthz"
+    ctx.start(
         name,
         [
             str(tools.path(name)),
@@ -146,6 +142,5 @@ def _kube_component(ctx: Context, name: str, *flags: str) -> None:
             "--profiling=false",
             *flags,
         ],
+        lambda: get_ok(health, ctx.tls(client_cert=False)),
     )
-    health = f"https://127.0.0.1:{port}/healthz"
-    ctx.wait(process, lambda: get_ok(health, ctx.tls(client_cert=False)), started)

@@ -9,7 +9,6 @@ outside the cluster resolves (the cluster has no way out anyway).
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from e2e import netns, tools
@@ -79,9 +78,10 @@ def start(ctx: Context) -> None:
     config.write_text(corefile(str(kubeconfig), ADDRESS))
     namespace = f"{netns.PREFIX}coredns"
     netns.create(namespace, ADDRESS)
-    started = time.monotonic()
-    process = ctx.spawn(
-        "coredns", [str(tools.path("coredns")), "-conf", str(config)], namespace=namespace
+    ctx.start(
+        "coredns",
+        [str(tools.path("coredns")), "-conf", str(config)],
+        lambda: get_ok(f"http://{ADDRESS}:{READY_PORT}/ready"),
+        namespace=namespace,
     )
-    ctx.wait(process, lambda: get_ok(f"http://{ADDRESS}:{READY_PORT}/ready"), started)
     ctx.publish(kube_dns_service(), ADDRESS)

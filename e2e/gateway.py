@@ -379,20 +379,19 @@ def start(ctx: Context) -> None:
     public, local = services(local_port)
     ctx.kubectl_apply([public])
     ctx.publish(local, NODE_IP)
-    started = time.monotonic()
-    process = ctx.spawn(
-        "gateway-standin",
-        [sys.executable, "-m", "e2e.gateway", f"--kubeconfig={KUBECONFIG}",
-         f"--listen=127.0.0.1:{port}", f"--local-listen={NODE_IP}:{local_port}"],
-        executable="e2e.gateway",
-    )  # fmt: skip
 
     def published() -> bool:
         service = ctx.client.get(Service, "istio-ingressgateway", namespace=GATEWAY_NAMESPACE)
         ingress = service.to_dict().get("status", {}).get("loadBalancer", {}).get("ingress")
         return bool(ingress) and get_ok(f"http://127.0.0.1:{port}/healthz/ready")
 
-    ctx.wait(process, published, started)
+    ctx.start(
+        "gateway-standin",
+        [sys.executable, "-m", "e2e.gateway", f"--kubeconfig={KUBECONFIG}",
+         f"--listen=127.0.0.1:{port}", f"--local-listen={NODE_IP}:{local_port}"],
+        published,
+        executable="e2e.gateway",
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

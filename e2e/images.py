@@ -8,7 +8,6 @@ import io
 import json
 import socket
 import tarfile
-import time
 from pathlib import Path
 
 import yaml
@@ -38,8 +37,7 @@ def dockerd(ctx: Context) -> None:
     RUN.mkdir(parents=True, exist_ok=True)
     DOCKER_DATA.mkdir(parents=True, exist_ok=True)
     ctx.state.docker_host = f"unix://{RUN / 'docker.sock'}"
-    started = time.monotonic()
-    process = ctx.spawn(
+    ctx.start(
         "dockerd",
         [
             require("dockerd", "docker.io"),
@@ -53,8 +51,8 @@ def dockerd(ctx: Context) -> None:
             "--ip-forward=false",
             "--ip-masq=false",
         ],
+        lambda: ctx.docker("version", check=False).returncode == 0,
     )
-    ctx.wait(process, lambda: ctx.docker("version", check=False).returncode == 0, started)
 
 
 def registry(ctx: Context) -> None:
@@ -73,11 +71,11 @@ def registry(ctx: Context) -> None:
             }
         )
     )
-    started = time.monotonic()
-    process = ctx.spawn(
-        "registry", [require("docker-registry", "docker-registry"), "serve", str(config)]
+    ctx.start(
+        "registry",
+        [require("docker-registry", "docker-registry"), "serve", str(config)],
+        lambda: get_ok(f"http://127.0.0.1:{port}/v2/"),
     )
-    ctx.wait(process, lambda: get_ok(f"http://127.0.0.1:{port}/v2/"), started)
 
 
 def _unix_socket_open(path: Path) -> bool:
@@ -100,13 +98,12 @@ def buildkit(ctx: Context) -> None:
     )
     BUILDKIT_DATA.mkdir(parents=True, exist_ok=True)
     address = f"unix://{RUN / 'buildkitd.sock'}"
-    started = time.monotonic()
-    process = ctx.spawn(
+    ctx.start(
         "buildkitd",
         [str(tools.path("buildkitd")), f"--config={config}", f"--root={BUILDKIT_DATA}",
          f"--addr={address}"],
+        lambda: _unix_socket_open(RUN / "buildkitd.sock"),
     )  # fmt: skip
-    ctx.wait(process, lambda: _unix_socket_open(RUN / "buildkitd.sock"), started)
     plugins = DOCKER_CONFIG / "cli-plugins"
     plugins.mkdir(parents=True, exist_ok=True)
     (plugins / "docker-buildx").symlink_to(tools.path("docker-buildx"))

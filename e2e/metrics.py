@@ -13,7 +13,6 @@ infra/dashboard.py for the bosun stack's Service in vmui's Dashboards tab.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +94,7 @@ def kube_state_metrics(ctx: Context) -> None:
     """kube-state-metrics for Deployments, on 127.0.0.1 (the store scrapes it)."""
     port, telemetry = free_port(), free_port()
     ctx.state.ports.update({"kube-state-metrics": port})
-    started = time.monotonic()
-    process = ctx.spawn(
+    ctx.start(
         "kube-state-metrics",
         [
             str(tools.path("kube-state-metrics")),
@@ -107,8 +105,8 @@ def kube_state_metrics(ctx: Context) -> None:
             "--telemetry-host=127.0.0.1",
             f"--telemetry-port={telemetry}",
         ],
+        lambda: get_ok(f"http://127.0.0.1:{port}/healthz"),
     )
-    ctx.wait(process, lambda: get_ok(f"http://127.0.0.1:{port}/healthz"), started)
 
 
 def bosun_dashboard() -> dict[str, Any]:
@@ -129,8 +127,7 @@ def store(ctx: Context) -> None:
     )
     DASHBOARDS.mkdir(parents=True, exist_ok=True)
     (DASHBOARDS / "myfirstserverlessapp.json").write_text(json.dumps(bosun_dashboard(), indent=2))
-    started = time.monotonic()
-    process = ctx.spawn(
+    ctx.start(
         "victoria-metrics",
         [
             str(tools.path("victoria-metrics")),
@@ -145,5 +142,5 @@ def store(ctx: Context) -> None:
             f"-vmui.customDashboardsPath={DASHBOARDS}",
             "-loggerLevel=WARN",
         ],
+        lambda: get_ok(f"{url(ctx.state)}/health"),
     )
-    ctx.wait(process, lambda: get_ok(f"{url(ctx.state)}/health"), started)

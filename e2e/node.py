@@ -182,9 +182,11 @@ def containerd(ctx: Context) -> None:
     config = STATE / "containerd.toml"
     config.write_text(containerd_config(registry, ctx.state.images["pause"]))
     ctx.state.netns_before = sorted(_network_namespaces())
-    started = time.monotonic()
-    process_ = ctx.spawn("containerd", [require("containerd", "containerd"), f"--config={config}"])
-    ctx.wait(process_, lambda: ctr("version").returncode == 0, started)
+    ctx.start(
+        "containerd",
+        [require("containerd", "containerd"), f"--config={config}"],
+        lambda: ctr("version").returncode == 0,
+    )
 
 
 def _network_namespaces() -> set[str]:
@@ -205,8 +207,16 @@ def kubelet(ctx: Context) -> None:
     config.write_text(yaml.safe_dump(kubelet_config(port=port, healthz=healthz,
                                                     resolv_conf=resolv_conf)))  # fmt: skip
     _cgroup_root()
-    started = time.monotonic()
-    spawned = ctx.spawn(
+
+    def node_ready() -> bool:
+        node = ctx.client.get(Node, NODE_NAME).to_dict()
+        taints = node.get("spec", {}).get("taints") or []
+        conditions = node.get("status", {}).get("conditions") or []
+        untainted = all(t["key"] != "node.kubernetes.io/not-ready" for t in taints)
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+        return untainted and ready and get_ok(f"http://127.0.0.1:{healthz}/healthz")
+
+    ctx.start(
         "kubelet",
         [
             str(tools.path("kubelet")),
@@ -217,17 +227,9 @@ def kubelet(ctx: Context) -> None:
             f"--node-ip={netns.NODE_IP}",
             "--v=0",
         ],
+        node_ready,
+        timeout=120,
     )
-
-    def node_ready() -> bool:
-        node = ctx.client.get(Node, NODE_NAME).to_dict()
-        taints = node.get("spec", {}).get("taints") or []
-        conditions = node.get("status", {}).get("conditions") or []
-        untainted = all(t["key"] != "node.kubernetes.io/not-ready" for t in taints)
-        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-        return untainted and ready and get_ok(f"http://127.0.0.1:{healthz}/healthz")
-
-    ctx.wait(spawned, node_ready, started, timeout=120)
 
 
 def _cgroups() -> list[Path]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from typing import Any
 
 import yaml
@@ -74,9 +73,11 @@ def start(ctx: Context) -> None:
 def run(ctx: Context) -> None:
     """kube-proxy with the configuration `start` wrote; again after a fault stopped it."""
     healthz = ctx.state.ports["kube-proxy"]
-    started = time.monotonic()
-    process = ctx.spawn("kube-proxy", [str(tools.path("kube-proxy")), f"--config={CONFIG}"])
-    ctx.wait(process, lambda: get_ok(f"http://127.0.0.1:{healthz}/healthz"), started)
+    ctx.start(
+        "kube-proxy",
+        [str(tools.path("kube-proxy")), f"--config={CONFIG}"],
+        lambda: get_ok(f"http://127.0.0.1:{healthz}/healthz"),
+    )
 
 
 def cleanup(keep: list[list[str]]) -> None:

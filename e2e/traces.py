@@ -9,7 +9,6 @@ its query API at its address on the bridge: build/cluster/env's TRACES.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import yaml
@@ -93,10 +92,9 @@ def start(ctx: Context) -> None:
 def run(ctx: Context) -> None:
     """Jaeger with the configuration `start` wrote; again after a fault stopped it (its memory
     storage starts empty)."""
-    started = time.monotonic()
-    process = ctx.spawn(
+    ctx.start(
         "jaeger",
         [str(tools.path("jaeger")), f"--config={CONFIG}"],
+        lambda: get_ok(f"http://{ADDRESS}:{HEALTH_PORT}/status"),
         namespace=f"{netns.PREFIX}jaeger",
     )
-    ctx.wait(process, lambda: get_ok(f"http://{ADDRESS}:{HEALTH_PORT}/status"), started)

@@ -1,12 +1,16 @@
-"""Ports as the cluster takes them: a free one, or the one asked for if it is free."""
+"""Ports as the cluster takes them: a free one, or the one asked for if it is free; components
+started and waited for until ready."""
 
 from __future__ import annotations
 
 import socket
+import sys
+from pathlib import Path
 
 import pytest
 
-from e2e.context import ClusterError, check_port, free_port, port_from_env
+from e2e import context
+from e2e.context import ClusterError, Context, check_port, free_port, port_from_env
 
 
 def test_a_free_port_can_be_bound() -> None:
@@ -37,3 +41,70 @@ def test_a_port_that_is_no_port_is_refused(monkeypatch: pytest.MonkeyPatch, valu
 def test_without_a_port_asked_for_one_is_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("REGISTRY_PORT", raising=False)
     assert 1024 <= port_from_env("registry", "REGISTRY_PORT") <= 65535
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Context:
+    """A context whose run directory and logs are this test's own."""
+    monkeypatch.setattr(context, "STATE", tmp_path / "state")
+    monkeypatch.setattr(context, "STATE_FILE", tmp_path / "state" / "state.json")
+    monkeypatch.setattr(context, "LOGS", tmp_path)
+    (tmp_path / "state").mkdir()
+    return Context()
+
+
+def python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def test_a_started_component_is_recorded_once_ready(ctx: Context) -> None:
+    answers = iter([False, False, True])
+    ctx.start("sleeper", python("import time; time.sleep(30)"), lambda: next(answers))
+    try:
+        [started] = ctx.state.processes
+        assert started.name == "sleeper"
+        assert started.pid == ctx.children["sleeper"].pid
+        assert ctx.children["sleeper"].poll() is None
+        assert started.ready_seconds is not None
+        assert started.ready_seconds >= 0.1
+        assert context.State.load() == ctx.state
+    finally:
+        ctx.children["sleeper"].kill()
+        ctx.children["sleeper"].wait()
+
+
+def test_a_component_that_exits_while_starting_is_named_with_its_last_line(ctx: Context) -> None:
+    code = "import sys; print('starting'); print('bad flag: --x', flush=True); sys.exit(3)"
+    with pytest.raises(ClusterError, match=r"^crasher exited with code 3 while starting: bad flag"):
+        ctx.start("crasher", python(code), lambda: False)
+
+
+def test_a_component_never_ready_times_out_and_is_still_recorded(ctx: Context) -> None:
+    def refused() -> bool:
+        raise ConnectionRefusedError  # an OSError: not ready yet, not a failure
+
+    try:
+        with pytest.raises(ClusterError, match=r"^slow was not ready within 0 s"):
+            ctx.start("slow", python("import time; time.sleep(30)"), refused, timeout=0.3)
+        # Recorded: `down` stops it.
+        assert [p.name for p in ctx.state.processes] == ["slow"]
+    finally:
+        ctx.children["slow"].kill()
+        ctx.children["slow"].wait()
+
+
+def test_a_restarted_component_keeps_its_place(ctx: Context) -> None:
+    """A component started again after a fault stopped it (components stop in reverse order)."""
+    sleep = python("import time; time.sleep(30)")
+    try:
+        ctx.start("first", sleep, lambda: True)
+        ctx.start("second", sleep, lambda: True)
+        ctx.children["first"].kill()
+        ctx.children["first"].wait()
+        ctx.start("first", sleep, lambda: True)
+        assert [p.name for p in ctx.state.processes] == ["first", "second"]
+        assert ctx.state.processes[0].pid == ctx.children["first"].pid
+    finally:
+        for child in ctx.children.values():
+            child.kill()
+            child.wait()
