@@ -30,6 +30,8 @@ from benchmarks.scaling import scaling
 from benchmarks.service_process import running_service
 
 REQUESTS = ("/?in=10000&nap=0&processes=50", "/?in=100000&nap=0&processes=5000")
+# Exec to first 200 as a ratio to the bare app beside it: the app's share of a scale from zero.
+COLD_START_GOAL = 1.1
 
 
 def _peak_rss_after(command: list[str], path: str, count: int = 100) -> int:
@@ -45,25 +47,28 @@ def _peak_rss_after(command: list[str], path: str, count: int = 100) -> int:
 
 def cold_start(python: str, runs: int) -> None:
     results = coldstart.measure(runs, python)
-    base = statistics.median(results["bare Starlette app"])
-    service = statistics.median(results["service"])
+    base = statistics.median(results[coldstart.BARE])
     commands = coldstart.commands(python)
     rss = {name: _peak_rss_after(cmd, coldstart.REQUEST) for name, cmd in commands.items()}
+    starts = []
+    for name in ("service", coldstart.EXPORTING):
+        ratio = statistics.median(results[name]) / base
+        starts.append([
+            f"exec to first 200, median of {runs} (ms): {name}",
+            f"{statistics.median(results[name]) * 1000:.0f}",
+            f"{base * 1000:.0f}",
+            f"{ratio:.2f}",
+            f"<= {COLD_START_GOAL}: " + ("met" if ratio <= COLD_START_GOAL else "NOT met"),
+        ])  # fmt: skip
     table(
         "| cold start and memory | service | bare Starlette app | ratio | goal |",
         [
-            [
-                f"exec to first 200, median of {runs} (ms)",
-                f"{service * 1000:.0f}",
-                f"{base * 1000:.0f}",
-                f"{service / base:.2f}",
-                "<= 1.3: " + ("met" if service / base <= 1.3 else "NOT met"),
-            ],
+            *starts,
             [
                 "peak RSS after 100 requests (MiB)",
                 f"{rss['service'] / 2**20:.1f}",
-                f"{rss['bare Starlette app'] / 2**20:.1f}",
-                f"{rss['service'] / rss['bare Starlette app']:.2f}",
+                f"{rss[coldstart.BARE] / 2**20:.1f}",
+                f"{rss['service'] / rss[coldstart.BARE]:.2f}",
                 "",
             ],
         ],
@@ -85,7 +90,7 @@ def latency_and_throughput(python: str, seconds: float) -> None:
     commands = coldstart.commands(python)
     with (
         running_service(commands["service"]) as service,
-        running_service(commands["bare Starlette app"]) as bare,
+        running_service(commands[coldstart.BARE]) as bare,
     ):
         for path in REQUESTS:
             duration = f"{seconds:g}s"

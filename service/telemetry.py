@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from opentelemetry import propagate
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
@@ -85,6 +86,42 @@ class ReportingExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self._inner.force_flush(timeout_millis)
+
+
+class LazyExporter(SpanExporter):
+    """An exporter made at its first export, in the exporting thread, not at start-up.
+
+    The Zipkin exporter pulls in requests and urllib3 (about a quarter of the service's import
+    time): made lazily, they load after the first answer, not before it. If making it fails,
+    that export raises, which ReportingExporter reports once.
+    """
+
+    def __init__(self, make: Callable[[], SpanExporter]) -> None:
+        self._make = make
+        self._inner: SpanExporter | None = None
+        self._lock = threading.Lock()
+
+    def _exporter(self) -> SpanExporter:
+        with self._lock:
+            if self._inner is None:
+                self._inner = self._make()
+            return self._inner
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._exporter().export(spans)
+
+    def shutdown(self) -> None:
+        if self._inner is not None:
+            self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner is None or self._inner.force_flush(timeout_millis)
+
+
+def _zipkin(endpoint: str) -> SpanExporter:
+    from opentelemetry.exporter.zipkin.json import ZipkinExporter  # noqa: PLC0415 (lazily)
+
+    return ZipkinExporter(endpoint=endpoint, timeout=EXPORT_TIMEOUT_SECONDS)
 
 
 class DropWhileBackingOff(BatchSpanProcessor):
@@ -201,13 +238,8 @@ def build_tracer_provider(
     """
     provider = TracerProvider(resource=resource_for(settings))
     if exporter is None and settings.zipkin_endpoint:
-        # Imported here: the exporter pulls in requests, which the default start-up does not need.
-        from opentelemetry.exporter.zipkin.json import ZipkinExporter  # noqa: PLC0415
-
-        exporter = ReportingExporter(
-            ZipkinExporter(endpoint=settings.zipkin_endpoint, timeout=EXPORT_TIMEOUT_SECONDS),
-            settings.zipkin_endpoint,
-        )
+        endpoint = settings.zipkin_endpoint
+        exporter = ReportingExporter(LazyExporter(lambda: _zipkin(endpoint)), endpoint)
         _quiet_sdk_loggers()
         log.info("exporting spans to %s", settings.zipkin_endpoint)
     if exporter is not None:
