@@ -4,10 +4,10 @@
 
 Into DEST: the interpreter of the venv (the symbolic links leading to it and the binary), its
 standard library less the TRIM globs (relative to the standard library), compiled; the shared
-libraries the interpreter and every extension module left link (as `ldd` finds them) and the
-loader; CA certificates; /etc/passwd and /etc/group with the app's user; an empty /tmp. The
-venv and the app are copied by the Dockerfile itself. Runs with the builder's own python3, the
-interpreter it copies, so only the standard library is used.
+libraries the interpreter and every extension module left link (as `ldd` finds them), the
+loader and its cache; CA certificates; /etc/passwd and /etc/group with the app's user; an
+empty /tmp. The venv and the app are copied by the Dockerfile itself. Runs with the builder's
+own python3, the interpreter it copies, so only the standard library is used.
 """
 
 from __future__ import annotations
@@ -127,6 +127,12 @@ def main() -> None:
         libraries.add(next(d / name for d in library_dirs() if (d / name).exists()))
     for library in sorted(libraries):
         copy_file(library, dest)
+    # The loader's cache, from the base's configuration: a libpython in /usr/local/lib (as an
+    # official Python image has it) is then found as it was in the base.
+    for conf in [Path("/etc/ld.so.conf"), *Path("/etc/ld.so.conf.d").glob("*.conf")]:
+        if conf.is_file():
+            copy_file(conf, dest)
+    subprocess.run(["ldconfig", "-r", str(dest)], check=True)
 
     bundle = Path("/etc/ssl/certs/ca-certificates.crt")
     copy_file(bundle, dest)
