@@ -17,7 +17,8 @@ async def hello(request: Request) -> PlainTextResponse:
 
 app = Starlette(routes=[Route("/", hello), Route("/healthz", hello)])
 
-if __name__ == "__main__":
+
+def main() -> None:
     uvicorn.run(
         app,
         host=os.environ.get("HOST", "127.0.0.1"),
@@ -27,3 +28,7 @@ if __name__ == "__main__":
         log_level=os.environ.get("LOG_LEVEL", "info"),
         server_header=False,
     )
+
+
+if __name__ == "__main__":
+    main()

@@ -2,23 +2,27 @@
 
     python -m benchmarks.coldstart [--runs 10]
 
-Runs are interleaved (service, bare, service, ...) so both see the same machine noise; prints a
-markdown table with medians and the ratio.
+Runs are interleaved (service, floor, bare, service, ...) so all see the same machine noise;
+prints a markdown table with medians and their ratios to the bare app and to the floor (the bare
+app after importing the service's libraries, benchmarks/floor_app.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-from benchmarks.output import median_rows, table
+from benchmarks.output import table
 from benchmarks.service_process import ROOT, bench_env, free_port, wait_for_200
 
 REQUEST = "/?in=10000&nap=0&processes=50"
+SERVICE = "service"
 BARE = "bare Starlette app"
+FLOOR = "floor: bare app + the service's libraries"
 # The service as Knative runs it, spans exported to a collector (the Zipkin exporter loads at
 # the first export; a refused connection after the first 200 costs the measure nothing).
 EXPORTING = "service, spans exported"
@@ -28,7 +32,7 @@ EXPORTING_ENV = {"OTEL_EXPORTER_ZIPKIN_ENDPOINT": "http://127.0.0.1:9/api/v2/spa
 def commands(python: str = sys.executable) -> dict[str, list[str]]:
     """The service and its baseline, run by ``python`` (the image-like venv in `make bench`)."""
     return {
-        "service": [python, "-m", "service"],
+        SERVICE: [python, "-m", "service"],
         BARE: [python, "-m", "benchmarks.bare_app"],
     }
 
@@ -61,12 +65,13 @@ def time_to_first_200(
 
 
 def measure(runs: int, python: str = sys.executable) -> dict[str, list[float]]:
-    """Seconds to first 200 of the service (without and with an exporter) and the bare app,
-    ``runs`` times, interleaved."""
+    """Seconds to first 200 of the service (without and with an exporter), the floor and the
+    bare app, ``runs`` times, interleaved."""
     apps = commands(python)
     runs_of = {
-        "service": (apps["service"], {}),
-        EXPORTING: (apps["service"], EXPORTING_ENV),
+        SERVICE: (apps[SERVICE], {}),
+        EXPORTING: (apps[SERVICE], EXPORTING_ENV),
+        FLOOR: ([python, "-m", "benchmarks.floor_app"], {}),
         BARE: (apps[BARE], {}),
     }
     results: dict[str, list[float]] = {name: [] for name in runs_of}
@@ -78,15 +83,28 @@ def measure(runs: int, python: str = sys.executable) -> dict[str, list[float]]:
     return results
 
 
+def medians(results: dict[str, list[float]]) -> dict[str, float]:
+    return {name: statistics.median(values) for name, values in results.items()}
+
+
+def rows(medians: dict[str, float]) -> list[list[str]]:
+    """A row per app: its median in ms and that median's ratios to the bare app and the floor."""
+    return [
+        [name, f"{median * 1000:.0f}", f"{median / medians[BARE]:.2f}",
+         f"{median / medians[FLOOR]:.2f}"]
+        for name, median in medians.items()
+    ]  # fmt: skip
+
+
+HEADER = "| cold start (exec to first 200) | median ms | ratio to bare | ratio to the floor |"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--python", default=sys.executable, help="interpreter of the apps")
     args = parser.parse_args()
-    table(
-        "| cold start (exec to first 200) | median ms | ratio to bare |",
-        median_rows(measure(args.runs, args.python), BARE, scale=1000),
-    )
+    table(HEADER, rows(medians(measure(args.runs, args.python))))
 
 
 if __name__ == "__main__":

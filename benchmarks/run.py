@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import timeit
@@ -46,31 +45,29 @@ def _peak_rss_after(command: list[str], path: str, count: int = 100) -> int:
 
 
 def cold_start(python: str, runs: int) -> None:
-    results = coldstart.measure(runs, python)
-    base = statistics.median(results[coldstart.BARE])
+    medians = coldstart.medians(coldstart.measure(runs, python))
+
+    def goal(name: str) -> str:
+        if name not in (coldstart.SERVICE, coldstart.EXPORTING):
+            return ""
+        met = medians[name] <= COLD_START_GOAL * medians[coldstart.BARE]
+        return f"<= {COLD_START_GOAL} x bare: " + ("met" if met else "NOT met")
+
+    table(
+        coldstart.HEADER + " goal |",
+        [[*row, goal(name)] for name, row in zip(medians, coldstart.rows(medians), strict=True)],
+    )
     commands = coldstart.commands(python)
     rss = {name: _peak_rss_after(cmd, coldstart.REQUEST) for name, cmd in commands.items()}
-    starts = []
-    for name in ("service", coldstart.EXPORTING):
-        ratio = statistics.median(results[name]) / base
-        starts.append([
-            f"exec to first 200, median of {runs} (ms): {name}",
-            f"{statistics.median(results[name]) * 1000:.0f}",
-            f"{base * 1000:.0f}",
-            f"{ratio:.2f}",
-            f"<= {COLD_START_GOAL}: " + ("met" if ratio <= COLD_START_GOAL else "NOT met"),
-        ])  # fmt: skip
     table(
-        "| cold start and memory | service | bare Starlette app | ratio | goal |",
+        "| memory | service | bare Starlette app | ratio |",
         [
-            *starts,
             [
                 "peak RSS after 100 requests (MiB)",
-                f"{rss['service'] / 2**20:.1f}",
+                f"{rss[coldstart.SERVICE] / 2**20:.1f}",
                 f"{rss[coldstart.BARE] / 2**20:.1f}",
-                f"{rss['service'] / rss[coldstart.BARE]:.2f}",
-                "",
-            ],
+                f"{rss[coldstart.SERVICE] / rss[coldstart.BARE]:.2f}",
+            ]
         ],
     )
 
@@ -89,7 +86,7 @@ def latency_and_throughput(python: str, seconds: float) -> None:
     rows = []
     commands = coldstart.commands(python)
     with (
-        running_service(commands["service"]) as service,
+        running_service(commands[coldstart.SERVICE]) as service,
         running_service(commands[coldstart.BARE]) as bare,
     ):
         for path in REQUESTS:
