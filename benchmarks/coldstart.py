@@ -1,6 +1,6 @@
 """Cold start, the cost of scale-from-zero: process exec to first 200, service vs bare app.
 
-    python -m benchmarks.coldstart [--runs 10]
+    python -m benchmarks.coldstart [--runs 10] [--libraries]
 
 Runs are interleaved (service, floor, bare, service, ...) so all see the same machine noise;
 prints a markdown table with medians and their ratios to the bare app and to the floor (the bare
@@ -64,14 +64,26 @@ def time_to_first_200(
             process.wait(10)
 
 
-def measure(runs: int, python: str = sys.executable) -> dict[str, list[float]]:
-    """Seconds to first 200 of the service (without and with an exporter), the floor and the
-    bare app, ``runs`` times, interleaved."""
+# With --libraries: the floor of some of the libraries only, what each costs.
+PARTIAL_FLOORS = (["tracing"], ["metrics"], ["tracing", "metrics"])
+
+
+def measure(
+    runs: int, python: str = sys.executable, partial_floors: bool = False
+) -> dict[str, list[float]]:
+    """Seconds to first 200 of the service (without and with an exporter), the floor (and, if
+    ``partial_floors``, the floors of PARTIAL_FLOORS) and the bare app, ``runs`` times,
+    interleaved."""
     apps = commands(python)
+    floor = [python, "-m", "benchmarks.floor_app"]
     runs_of = {
         SERVICE: (apps[SERVICE], {}),
         EXPORTING: (apps[SERVICE], EXPORTING_ENV),
-        FLOOR: ([python, "-m", "benchmarks.floor_app"], {}),
+        FLOOR: (floor, {}),
+        **{
+            f"floor of {' + '.join(libraries)} only": ([*floor, *libraries], {})
+            for libraries in (PARTIAL_FLOORS if partial_floors else ())
+        },
         BARE: (apps[BARE], {}),
     }
     results: dict[str, list[float]] = {name: [] for name in runs_of}
@@ -103,8 +115,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--python", default=sys.executable, help="interpreter of the apps")
+    parser.add_argument(
+        "--libraries", action="store_true", help="add the floors of some libraries only"
+    )
     args = parser.parse_args()
-    table(HEADER, rows(medians(measure(args.runs, args.python))))
+    table(HEADER, rows(medians(measure(args.runs, args.python, args.libraries))))
 
 
 if __name__ == "__main__":
