@@ -29,9 +29,9 @@ APP_USER = "app:x:10001:10001:app:/nonexistent:/sbin/nologin"
 APP_GROUP = "app:x:10001:"
 
 
-def copy_file(source: Path, dest_root: Path, at: Path | None = None) -> None:
-    """SOURCE's content (links followed) at AT (SOURCE's own path by default) under DEST_ROOT."""
-    target = dest_root / (at or source).relative_to("/")
+def copy_file(source: Path, dest_root: Path) -> None:
+    """SOURCE's content (links followed) at SOURCE's own path under DEST_ROOT."""
+    target = dest_root / source.relative_to("/")
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(source.resolve(), target)
 
@@ -98,14 +98,18 @@ def linked_libraries(binaries: list[Path]) -> set[Path]:
     return found
 
 
-def library_dirs() -> list[Path]:
-    return [
-        Path(line.split(" => ")[1]).parent
-        for line in subprocess.run(
-            ["ldconfig", "-p"], capture_output=True, text=True, check=True
-        ).stdout.splitlines()
-        if " => " in line
-    ]
+def dlopened_libraries(names: tuple[str, ...]) -> set[Path]:
+    """Where the loader's cache (`ldconfig -p`) finds each of NAMES."""
+    listing = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, check=True)
+    found: dict[str, Path] = {}
+    for line in listing.stdout.splitlines():
+        if " => " in line:  # the first entry for a name is the one the loader takes
+            path = Path(line.split(" => ")[1])
+            found.setdefault(path.name, path)
+    missing = [name for name in names if name not in found]
+    if missing:
+        raise SystemExit(f"not in the loader's cache: {', '.join(missing)}")
+    return {found[name] for name in names}
 
 
 def main() -> None:
@@ -123,8 +127,7 @@ def main() -> None:
 
     extensions = [*(dest / stdlib.relative_to("/")).rglob("*.so"), *args.venv.rglob("*.so")]
     libraries = linked_libraries([Path(sys.executable).resolve(), *extensions])
-    for name in DLOPENED:
-        libraries.add(next(d / name for d in library_dirs() if (d / name).exists()))
+    libraries |= dlopened_libraries(DLOPENED)
     for library in sorted(libraries):
         copy_file(library, dest)
     # The loader's cache, from the base's configuration: a libpython in /usr/local/lib (as an
@@ -136,14 +139,14 @@ def main() -> None:
 
     bundle = Path("/etc/ssl/certs/ca-certificates.crt")
     copy_file(bundle, dest)
-    default = Path(ssl.get_default_verify_paths().openssl_cafile)
-    (dest / default.relative_to("/")).parent.mkdir(parents=True, exist_ok=True)
-    (dest / default.relative_to("/")).symlink_to(bundle)
+    default = dest / Path(ssl.get_default_verify_paths().openssl_cafile).relative_to("/")
+    default.parent.mkdir(parents=True, exist_ok=True)
+    default.symlink_to(bundle)
     (dest / "etc").mkdir(exist_ok=True)
     (dest / "etc/passwd").write_text(f"root:x:0:0:root:/root:/sbin/nologin\n{APP_USER}\n")
     (dest / "etc/group").write_text(f"root:x:0:\n{APP_GROUP}\n")
-    (dest / "tmp").mkdir(mode=0o1777, exist_ok=True)
-    (dest / "tmp").chmod(0o1777)
+    (dest / "tmp").mkdir(exist_ok=True)
+    (dest / "tmp").chmod(0o1777)  # set after mkdir: its mode argument is masked by the umask
 
     print(f"left out of {stdlib}: {len(left_out)} paths; {len(libraries)} shared libraries")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from image.rootfs import copy_link_chain, copy_stdlib, trimmed
+from image.rootfs import DLOPENED, copy_link_chain, copy_stdlib, dlopened_libraries, trimmed
 from tests.dockerfile import DOCKERFILE, trim_groups, trim_list
 
 
@@ -85,3 +85,11 @@ def test_the_interpreters_links_are_kept_as_links(tmp_path: Path) -> None:
     assert (inside / "python3").is_symlink()
     assert (inside / "python3").readlink() == Path("python3.11")
     assert (inside / "python3.11").read_text() == "binary"
+
+
+def test_the_dlopened_libraries_are_found_and_a_missing_one_is_named() -> None:
+    [libgcc] = dlopened_libraries(DLOPENED)
+    assert libgcc.name == "libgcc_s.so.1"
+    assert libgcc.is_file()
+    with pytest.raises(SystemExit, match=r"cache: libnothing\.so\.7"):
+        dlopened_libraries((*DLOPENED, "libnothing.so.7"))

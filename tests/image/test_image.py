@@ -38,7 +38,7 @@ NOT_RUNTIME = ("pytest", "sympy", "pulumi", "pulumi_kubernetes", "lightkube", "m
 IMPORT_EVERYTHING = """
 import importlib, importlib.util, json, pathlib, sys, sysconfig
 ACT_ON_IMPORT = {"antigravity", "this", "__hello__", "__phello__", "idlelib", "turtledemo"}
-failed, stdlib = {}, 0
+failed = {}
 def attempt(name):
     try:
         importlib.import_module(name)
@@ -65,7 +65,6 @@ print(json.dumps({"stdlib": stdlib, "extensions": extensions, "failed": failed,
 
 @dataclass
 class Layer:
-    size: int
     compressed: int  # gzip, as a registry stores it
     members: dict[str, tarfile.TarInfo]
 
@@ -158,7 +157,7 @@ def _layers(image: str) -> list[Layer]:
                 blob = saved.extractfile(path).read()  # type: ignore[union-attr]
                 with tarfile.open(fileobj=io.BytesIO(blob)) as layer:
                     members = {m.name: m for m in layer.getmembers()}
-                layers.append(Layer(len(blob), len(gzip.compress(blob, 6)), members))
+                layers.append(Layer(len(gzip.compress(blob, 6)), members))
     return layers
 
 
