@@ -10,13 +10,12 @@ app after importing the service's libraries, benchmarks/floor_app.py).
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-from benchmarks.output import table
+from benchmarks.output import median_rows, table
 from benchmarks.service_process import ROOT, bench_env, free_port, wait_for_200
 
 REQUEST = "/?in=10000&nap=0&processes=50"
@@ -95,17 +94,9 @@ def measure(
     return results
 
 
-def medians(results: dict[str, list[float]]) -> dict[str, float]:
-    return {name: statistics.median(values) for name, values in results.items()}
-
-
-def rows(medians: dict[str, float]) -> list[list[str]]:
+def rows(results: dict[str, list[float]]) -> list[list[str]]:
     """A row per app: its median in ms and that median's ratios to the bare app and the floor."""
-    return [
-        [name, f"{median * 1000:.0f}", f"{median / medians[BARE]:.2f}",
-         f"{median / medians[FLOOR]:.2f}"]
-        for name, median in medians.items()
-    ]  # fmt: skip
+    return median_rows(results, BARE, FLOOR, scale=1000)
 
 
 HEADER = "| cold start (exec to first 200) | median ms | ratio to bare | ratio to the floor |"
@@ -119,7 +110,7 @@ def main() -> None:
         "--libraries", action="store_true", help="add the floors of some libraries only"
     )
     args = parser.parse_args()
-    table(HEADER, rows(medians(measure(args.runs, args.python, args.libraries))))
+    table(HEADER, rows(measure(args.runs, args.python, args.libraries)))
 
 
 if __name__ == "__main__":

@@ -35,12 +35,13 @@ def table(header: str, rows: list[list[str]]) -> None:
 
 
 def median_rows(
-    results: dict[str, list[float]], baseline: str, scale: float = 1.0, digits: int = 0
+    results: dict[str, list[float]], *baselines: str, scale: float = 1.0, digits: int = 0
 ) -> list[list[str]]:
-    """One row a name: its median (times ``scale``) and that median's ratio to ``baseline``'s."""
-    base = statistics.median(results[baseline])
+    """One row a name: its median (times ``scale``) and that median's ratio to each of
+    ``baselines``' medians."""
     medians = {name: statistics.median(values) for name, values in results.items()}
     return [
-        [name, f"{median * scale:.{digits}f}", f"{median / base:.2f}"]
+        [name, f"{median * scale:.{digits}f}",
+         *(f"{median / medians[baseline]:.2f}" for baseline in baselines)]
         for name, median in medians.items()
-    ]
+    ]  # fmt: skip

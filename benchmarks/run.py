@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import timeit
@@ -45,18 +46,16 @@ def _peak_rss_after(command: list[str], path: str, count: int = 100) -> int:
 
 
 def cold_start(python: str, runs: int) -> None:
-    medians = coldstart.medians(coldstart.measure(runs, python))
+    results = coldstart.measure(runs, python)
+    bound = COLD_START_GOAL * statistics.median(results[coldstart.BARE])
 
     def goal(name: str) -> str:
         if name not in (coldstart.SERVICE, coldstart.EXPORTING):
             return ""
-        met = medians[name] <= COLD_START_GOAL * medians[coldstart.BARE]
+        met = statistics.median(results[name]) <= bound
         return f"<= {COLD_START_GOAL} x bare: " + ("met" if met else "NOT met")
 
-    table(
-        coldstart.HEADER + " goal |",
-        [[*row, goal(name)] for name, row in zip(medians, coldstart.rows(medians), strict=True)],
-    )
+    table(coldstart.HEADER + " goal |", [[*row, goal(row[0])] for row in coldstart.rows(results)])
     commands = coldstart.commands(python)
     rss = {name: _peak_rss_after(cmd, coldstart.REQUEST) for name, cmd in commands.items()}
     table(

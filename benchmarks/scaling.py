@@ -133,7 +133,7 @@ async def _one_run(kube: Kube, image: str, namespace: str, seconds: float) -> Me
                     duration=seconds, timeout=60)  # fmt: skip
         run = await execute(Run(work))
         load_end = run.started + run.elapsed
-        await _until(lambda: not clock.live() and clock.all_gone(), 300, "no pod left")
+        await _until(clock.all_gone, 300, "no pod left")
         load_pods = [p for p in clock.created if p not in before]
         ready_times = sorted(clock.ready[p] for p in load_pods if p in clock.ready)
         ok = [r for r in run.results if r.status == 200]
