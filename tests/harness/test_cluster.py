@@ -24,16 +24,19 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def other_kubelet(run: Path) -> Iterator[int]:
-    """A process that looks like another checkout's kubelet: named so, naming RUN."""
-    child = subprocess.Popen(
-        ["kubelet", "-c", "import time; time.sleep(60)", f"--root-dir={run}/kubelet"],
-        executable=sys.executable,
-    )
-    try:
-        yield child.pid
-    finally:
-        child.kill()
-        child.wait()
+    """A process that looks like another checkout's kubelet: named so, naming RUN. Yielded once
+    it runs as that program: until the child has exec'd, /proc/PID/cmdline is this process's."""
+    with subprocess.Popen(
+        ["kubelet", "-c", "import time; print('running', flush=True); time.sleep(60)",
+         f"--root-dir={run}/kubelet"],
+        executable=sys.executable, stdout=subprocess.PIPE, text=True,
+    ) as child:  # fmt: skip
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline() == "running\n"
+            yield child.pid
+        finally:
+            child.kill()
 
 
 @pytest.fixture
@@ -53,6 +56,7 @@ def test_another_checkouts_node_program_is_found(other_kubelet: int) -> None:
 
 
 def test_a_clusters_own_node_programs_are_not_another(other_kubelet: int) -> None:
+    assert cluster.another_cluster(State()) is not None  # seen while it is not ours
     ours = State(processes=[Process("kubelet", other_kubelet, "kubelet", "kubelet.log")])
     assert cluster.another_cluster(ours) is None
 
