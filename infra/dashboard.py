@@ -1,5 +1,8 @@
 """The scaling dashboard: its panels defined once, rendered for Grafana and for vmui.
 
+Grafana's rendering is built with Grafana Labs' typed builders (grafana-foundation-sdk), so its
+JSON follows Grafana's dashboard schema by construction; vmui's is a small dict of its own.
+
 Three rows, as the original showed its load test: the Deployment's replicas (kube-state-metrics,
 the original's "Deployment" board), Knative's "Scaling Debugging" board with the metric names of
 Knative 1.19 and later (the autoscaler's ``kn_revision_*`` gauges), and the HTTP view from
@@ -17,9 +20,17 @@ the scrape's pod discovery; kube-state-metrics names each Deployment, which Knat
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 from typing import Any
+
+from grafana_foundation_sdk.builders import common as common_builders
+from grafana_foundation_sdk.builders import dashboard as board
+from grafana_foundation_sdk.builders import prometheus, timeseries
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import dashboard as schema
 
 UID = "myfirstserverlessapp-scaling"
 TITLE = "myfirstserverlessapp: watch it scale"
@@ -207,85 +218,92 @@ def vmui(namespace: str, service: str) -> dict[str, Any]:
     }
 
 
-def grafana(namespace: str, service: str) -> dict[str, Any]:
-    """A Grafana dashboard, its namespace and service as variables defaulting to these."""
-    datasource = {"type": "prometheus", "uid": "${datasource}"}
-    entries: list[dict[str, Any]] = []
+GRID_COLUMNS = 24  # Grafana's grid (a Panel's width counts 12)
+PANEL_HEIGHT = 8
+
+
+def grafana_dashboard(namespace: str, service: str) -> schema.Dashboard:
+    """The Grafana dashboard as the SDK's model of Grafana's schema, built with its typed builders:
+    variables for the data source, the namespace and the service (defaulting to these), and each
+    row expanded, its panels after it on the grid."""
+    datasource = schema.DataSourceRef(type_val="prometheus", uid="${datasource}")
+
+    def textbox(name: str, label: str, value: str) -> board.TextBoxVariable:
+        return (
+            board.TextBoxVariable(name)
+            .label(label)
+            .default_value(value)
+            .current(schema.VariableOption(text=value, value=value))
+        )
+
+    def target(index: int, query: Query) -> prometheus.Dataquery:
+        expr = expand(
+            query.expr, namespace="$namespace", service="$service", window="$__rate_interval"
+        )
+        return (
+            prometheus.Dataquery()
+            .ref_id(chr(ord("A") + index))
+            .datasource(datasource)
+            .expr(expr)
+            .legend_format(query.legend)
+        )
+
+    built = (
+        board.Dashboard(TITLE)
+        .uid(UID)
+        .tags(["knative", "myfirstserverlessapp"])
+        .timezone("browser")
+        .refresh("5s")
+        .time("now-15m", "now")
+        .with_variable(
+            board.DatasourceVariable("datasource").label("Data source").type("prometheus")
+        )
+        .with_variable(textbox("namespace", "Namespace", namespace))
+        .with_variable(textbox("service", "Knative Service", service))
+    )
+    # Positions are given, not left to the builder, which wraps only after a panel has run over
+    # the grid's right edge (a full-width panel after a half-width one would).
+    ids = itertools.count(1)
     y = 0
     for row in ROWS:
-        entries.append(
-            {"type": "row", "title": row.title, "collapsed": False, "panels": [],
-             "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}}
-        )  # fmt: skip
+        position = schema.GridPos(h=1, w=GRID_COLUMNS, x=0, y=y)
+        built.with_row(board.Row(row.title).id(next(ids)).grid_pos(position))
         y += 1
         x = 0
         for panel in row.panels:
-            width = panel.width * 2  # Grafana's grid has 24 columns
-            if x + width > 24:
-                x, y = 0, y + 8
-            entries.append(
-                {
-                    "type": "timeseries",
-                    "title": panel.title,
-                    "description": panel.description,
-                    "datasource": datasource,
-                    "gridPos": {"h": 8, "w": width, "x": x, "y": y},
-                    "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
-                    "options": {
-                        "legend": {
-                            "displayMode": "list",
-                            "placement": "bottom",
-                            "showLegend": panel.legend,
-                        }
-                    },
-                    "targets": [
-                        {
-                            "refId": chr(ord("A") + index),
-                            "datasource": datasource,
-                            "expr": expand(
-                                query.expr,
-                                namespace="$namespace",
-                                service="$service",
-                                window="$__rate_interval",
-                            ),
-                            "legendFormat": query.legend,
-                        }
-                        for index, query in enumerate(panel.queries)
-                    ],
-                }
+            width = panel.width * GRID_COLUMNS // 12
+            if x + width > GRID_COLUMNS:
+                x, y = 0, y + PANEL_HEIGHT
+            legend = (
+                common_builders.VizLegendOptions()
+                .display_mode(common.LegendDisplayMode.LIST)
+                .placement(common.LegendPlacement.BOTTOM)
+                .show_legend(panel.legend)
+            )
+            built.with_panel(
+                timeseries.Panel()
+                .id(next(ids))
+                .title(panel.title)
+                .description(panel.description)
+                .datasource(datasource)
+                .grid_pos(schema.GridPos(h=PANEL_HEIGHT, w=width, x=x, y=y))
+                .unit(panel.unit)
+                .legend(legend)
+                .targets([target(index, query) for index, query in enumerate(panel.queries)])
             )
             x += width
-        y += 8
-    for number, entry in enumerate(entries, start=1):
-        entry["id"] = number
-
-    def textbox(name: str, label: str, value: str) -> dict[str, Any]:
-        return {"type": "textbox", "name": name, "label": label, "query": value,
-                "current": {"text": value, "value": value}}  # fmt: skip
-
-    return {
-        "uid": UID,
-        "title": TITLE,
-        "tags": ["knative", "myfirstserverlessapp"],
-        "timezone": "browser",
-        "schemaVersion": 39,
-        "refresh": "5s",
-        "time": {"from": "now-15m", "to": "now"},
-        "templating": {
-            "list": [
-                {
-                    "type": "datasource",
-                    "name": "datasource",
-                    "label": "Data source",
-                    "query": "prometheus",
-                },
-                textbox("namespace", "Namespace", namespace),
-                textbox("service", "Knative Service", service),
-            ]
-        },
-        "panels": entries,
-    }
+        y += PANEL_HEIGHT
+    return built.build()
 
 
 def grafana_json(namespace: str, service: str) -> str:
-    return json.dumps(grafana(namespace, service), indent=2, sort_keys=True)
+    """Grafana's dashboard JSON, as the SDK's encoder writes its models."""
+    return json.dumps(
+        grafana_dashboard(namespace, service), cls=JSONEncoder, indent=2, sort_keys=True
+    )
+
+
+def grafana(namespace: str, service: str) -> dict[str, Any]:
+    """The Grafana dashboard as plain JSON data, as Grafana (and the ConfigMap) reads it."""
+    data: dict[str, Any] = json.loads(grafana_json(namespace, service))
+    return data

@@ -5,6 +5,11 @@ from __future__ import annotations
 import json
 import re
 
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.cog.plugins import register_default_plugins
+from grafana_foundation_sdk.models import dashboard as schema
+from grafana_foundation_sdk.models import prometheus, timeseries, units
+
 from infra import dashboard
 from infra.config import parse, stack_values
 from infra.manifest import dashboard_configmap
@@ -81,3 +86,47 @@ def test_the_configmap_carries_the_grafana_json_with_the_sidecars_label() -> Non
     (text,) = configmap["data"].values()
     assert json.loads(text) == dashboard.grafana(NAMESPACE, SERVICE)
     assert json.loads(text)["uid"] == dashboard.UID
+
+
+def test_every_grafana_panel_queries_prometheus_with_its_panels_queries() -> None:
+    grafana = _grafana_panels()
+    assert [p["title"] for p in grafana] == [p.title for p in dashboard.panels()]
+    for shown, panel in zip(grafana, dashboard.panels(), strict=True):
+        targets = shown["targets"]
+        assert isinstance(targets, list)
+        assert [t["refId"] for t in targets] == [chr(ord("A") + i) for i in range(len(targets))]
+        assert [t["legendFormat"] for t in targets] == [q.legend for q in panel.queries]
+        for target, query in zip(targets, panel.queries, strict=True):
+            assert target["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+            expr = dashboard.expand(
+                query.expr, namespace="$namespace", service="$service", window="$__rate_interval"
+            )
+            assert target["expr"] == expr, panel.title
+        assert shown["fieldConfig"] == {"defaults": {"unit": panel.unit}, "overrides": []}
+        assert shown["options"]["legend"]["showLegend"] is panel.legend  # type: ignore[index]
+
+
+def test_every_unit_is_one_grafana_knows() -> None:
+    known = {v for k, v in vars(units).items() if not k.startswith("_") and isinstance(v, str)}
+    for panel in dashboard.panels():
+        assert panel.unit in known, panel.title
+
+
+def test_the_grafana_json_reads_back_into_the_sdks_models_unchanged() -> None:
+    """Decoded with the SDK's own schema (the Prometheus queries and the timeseries options as
+    their typed models, not as unknown data) and encoded again, the JSON is the same."""
+    register_default_plugins()
+    text = dashboard.grafana_json(NAMESPACE, SERVICE)
+    board = schema.Dashboard.from_json(json.loads(text))
+    assert board.panels is not None
+    charts = [p for p in board.panels if isinstance(p, schema.Panel)]
+    assert len(charts) == len(dashboard.panels())
+    for chart in charts:
+        assert isinstance(chart.options, timeseries.Options), chart.title
+        assert chart.targets, chart.title
+        assert all(isinstance(t, prometheus.Dataquery) for t in chart.targets), chart.title
+    again = json.loads(json.dumps(board, cls=JSONEncoder))
+    for panel in again["panels"]:  # decoding fills in the timeseries' field config, empty here
+        if panel["type"] == "timeseries":
+            assert panel["fieldConfig"]["defaults"].pop("custom") == {}, panel["title"]
+    assert again == json.loads(text)
