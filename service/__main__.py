@@ -13,7 +13,9 @@ import gc
 gc.disable()
 
 import logging  # noqa: E402 (after gc.disable, on purpose)
+import os  # noqa: E402
 import signal  # noqa: E402
+import socket  # noqa: E402
 import sys  # noqa: E402
 from types import FrameType  # noqa: E402
 
@@ -34,9 +36,26 @@ def _ignore(sig: int, frame: FrameType | None) -> None:
     """Replaces the default handlers that uvicorn re-raises after a graceful shutdown."""
 
 
+def _listen(settings: Settings) -> socket.socket:
+    """The server's socket, bound before anything says it serves (as uvicorn binds it)."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as error:
+        sock.close()
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise SettingsError(
+            f"PORT {settings.port} on HOST {settings.host}: {reason.lower()}"
+        ) from None
+    return sock
+
+
 def main() -> int:
     try:
         settings = Settings.from_env()
+        sock = _listen(settings)
     except SettingsError as error:
         print(f"myfirstserverlessapp: bad setting: {error}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
@@ -76,7 +95,7 @@ def main() -> int:
         settings.port,
         settings.service_name,
     )
-    server.run()
+    server.run(sockets=[sock])
     provider.shutdown()
     if not server.started:
         return EXIT_STARTUP_FAILURE

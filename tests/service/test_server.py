@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -123,6 +124,26 @@ def test_bad_settings_print_one_line_and_exit_non_zero(env: dict[str, str], name
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(f"myfirstserverlessapp: bad setting: {name}=")
+
+
+def test_a_port_in_use_prints_one_line_and_exits_2_before_saying_it_serves() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "service"],
+            cwd=ROOT,
+            env=service_env(PORT=str(port), LOG_LEVEL="info"),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"myfirstserverlessapp: bad setting: PORT {port} on HOST 127.0.0.1: address already in use"
+    ]
 
 
 def test_every_response_names_the_revision() -> None:
