@@ -336,7 +336,7 @@ def _image(read: _Reader) -> ImageConfig:
         fail(
             "imageRef",
             ref,
-            "an image pinned by digest, e.g. docker.io/you/app@sha256:<64 hex digits>",
+            rules.PINNED_IMAGE_RULE,
             problem="required when imageBuild is false" if not ref else "not pinned by digest",
         )
     return ImageConfig(
@@ -364,7 +364,7 @@ def parse(values: Mapping[str, Any]) -> AppConfig:
     zipkin = read.text("zipkinEndpoint")
     if zipkin and not rules.is_http_url(zipkin):
         fail("zipkinEndpoint", zipkin, "empty, or an http(s) URL")
-    colour = read.matching("colour", rules.is_colour, "a CSS colour name or #rrggbb")
+    colour = read.matching("colour", rules.is_colour, rules.COLOUR_RULE)
     pi_workers = read.integer("piWorkers", 1, 64)
     env = _env(read)
     managed = {"PORT": str(port), "COLOUR": colour, "PI_WORKERS": str(pi_workers)}
@@ -408,18 +408,52 @@ def stack_values(stack: str) -> dict[str, Any]:
     return file_values(path)
 
 
+# The top-level keys of a Pulumi stack file (Pulumi.<stack>.yaml).
+STACK_FILE_KEYS = frozenset(
+    {"config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment"}
+)
+
+
 def file_values(path: Path) -> dict[str, Any]:
     """The project's values in a stack-style file (a ``config:`` map), without the prefix."""
     try:
-        config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"cannot read {path}: {error}") from None
+        document = yaml.safe_load(path.read_text())
+    except UnicodeError:
+        raise ConfigError(f"cannot read {path}: not UTF-8 text") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {(error.strerror or str(error)).lower()}") from None
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(error, "problem", None) or "not YAML"
+        raise ConfigError(f"{path} is not YAML: {problem}{at}") from None
+    if document is None:
+        return {}
+    not_settings = f"{path} is not a stack's settings"
+    if not isinstance(document, dict):
+        raise ConfigError(f"{not_settings}: a mapping with a config: key, not a {_kind(document)}")
+    if not STACK_FILE_KEYS & set(document):
+        raise ConfigError(f"{not_settings}: it has no config: key")
+    config = document.get("config") or {}
+    if not isinstance(config, dict):
+        raise ConfigError(f"{not_settings}: config: is a {_kind(config)}, not a mapping of keys")
     prefix = f"{PROJECT}:"
     return {
         key.removeprefix(prefix): value
         for key, value in config.items()
-        if key.startswith(prefix) and key.removeprefix(prefix) not in SECRET_KEYS
+        if isinstance(key, str)
+        and key.startswith(prefix)
+        and key.removeprefix(prefix) not in SECRET_KEYS
     }
+
+
+def _kind(value: object) -> str:
+    """What a YAML value is, in words."""
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, str):
+        return "string"
+    return "number" if isinstance(value, int | float) else type(value).__name__
 
 
 def from_pulumi() -> AppConfig:

@@ -49,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, help="a file with a config: map, as a stack file")
     parser.add_argument("--image", help="image reference to deploy, repo@sha256:...")
     args = parser.parse_args(argv)
+    if args.image is not None and not rules.is_pinned_image(args.image):
+        print(f"render: --image {args.image!r}: not allowed; allowed: {rules.PINNED_IMAGE_RULE}",
+              file=sys.stderr)  # fmt: skip
+        return 1
     try:
         values = file_values(args.config) if args.config else stack_values(args.stack)
         image = image_for(values, args.stack, args.image)

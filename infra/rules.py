@@ -6,6 +6,8 @@ import re
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
+import webcolors
+
 KPA = "kpa.autoscaling.knative.dev"
 HPA = "hpa.autoscaling.knative.dev"
 AUTOSCALER_CLASSES = (KPA, HPA)
@@ -35,13 +37,19 @@ _SUFFIX = {
     "Pi": Decimal(2**50), "Ei": Decimal(2**60),
 }  # fmt: skip
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REGISTRY = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9-]+)*(?::[0-9]+)?/)"
+_HOST_PART = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+# The first component is a registry only when it has a dot or a port, or is localhost (as
+# Docker tells docker.io/library names apart); the rest is the repository path, lowercase.
+_REGISTRY = rf"(?:(?:{_HOST_PART}(?:\.{_HOST_PART})+(?::[0-9]+)?|{_HOST_PART}:[0-9]+|localhost)/)"
 _REPOSITORY = re.compile(rf"{_REGISTRY}?{_COMPONENT}(?:/{_COMPONENT})*")
 _TAG = r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})"
 _DIGEST = r"(?:@sha256:[a-f0-9]{64})"
 _IMAGE = re.compile(rf"{_REPOSITORY.pattern}{_TAG}?{_DIGEST}?")
 _PINNED = re.compile(rf"{_REPOSITORY.pattern}{_TAG}?{_DIGEST}")
-_COLOUR = re.compile(r"[a-zA-Z]{3,30}|#(?:[0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})")
+_HEX_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})")
+# CSS Color Level 4's named colours: Level 3's 147, which webcolors lists, and rebeccapurple.
+CSS_COLOUR_NAMES = frozenset({*webcolors.names("css3"), "rebeccapurple"})
+COLOUR_RULE = "a CSS colour name (e.g. blue) or #rgb, #rgba, #rrggbb, #rrggbbaa"
 
 
 def is_dns1035(value: str) -> bool:
@@ -60,13 +68,17 @@ def is_image(value: str) -> bool:
     return len(value) <= 400 and bool(_IMAGE.fullmatch(value))
 
 
+PINNED_IMAGE_RULE = "an image pinned by digest, e.g. docker.io/you/app@sha256:<64 hex digits>"
+
+
 def is_pinned_image(value: str) -> bool:
     """An image reference that names a digest (repo[:tag]@sha256:...)."""
     return len(value) <= 400 and bool(_PINNED.fullmatch(value))
 
 
 def is_colour(value: str) -> bool:
-    return bool(_COLOUR.fullmatch(value))
+    """What the service's COLOUR accepts: a named CSS colour (any case) or a hex colour."""
+    return value.lower() in CSS_COLOUR_NAMES or bool(_HEX_COLOUR.fullmatch(value))
 
 
 def is_http_url(value: str) -> bool:

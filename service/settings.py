@@ -25,8 +25,8 @@ MAX_NAP = 10
 DEFAULT_SERVICE_NAME = "myfirstserverlessapp"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
-# A CSS colour keyword or a #rgb / #rrggbb / #rrggbbaa value: COLOUR goes into HTML.
-_COLOUR = re.compile(r"[a-zA-Z]{3,30}|#(?:[0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})")
+# CSS's hex colours: #rgb, #rgba, #rrggbb, #rrggbbaa. COLOUR goes into HTML.
+_HEX_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})")
 
 
 class SettingsError(ValueError):
@@ -102,10 +102,21 @@ def _choice(env: Mapping[str, str], key: str, default: str, allowed: tuple[str, 
     return raw
 
 
+def is_css_colour(value: str) -> bool:
+    """One of CSS's named colours (any case), or a hex colour."""
+    if _HEX_COLOUR.fullmatch(value):
+        return True
+    import webcolors  # noqa: PLC0415 (only a named COLOUR needs the list)
+
+    # CSS Color Level 4's names: Level 3's 147, which webcolors lists, and rebeccapurple.
+    return value.lower() in {*webcolors.names("css3"), "rebeccapurple"}
+
+
 def _colour(raw: str) -> str:
-    if not _COLOUR.fullmatch(raw):
+    if not is_css_colour(raw):
         raise SettingsError(
-            f"COLOUR={raw!r} is not a CSS colour: use a name such as blue or a #rrggbb value"
+            f"COLOUR={raw!r} is not a CSS colour: use a CSS colour name such as blue, or "
+            "#rgb, #rgba, #rrggbb or #rrggbbaa"
         )
     return raw
 

@@ -44,6 +44,9 @@ def test_revision_falls_back_to_the_host_name() -> None:
         ({"PI_WORKERS": "0"}, "PI_WORKERS=0 is out of range: allowed 1 to 64"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL='loud' is not one of critical, error"),
         ({"COLOUR": "red;}<script>"}, "COLOUR='red;}<script>' is not a CSS colour"),
+        ({"COLOUR": "notacolour"}, "COLOUR='notacolour' is not a CSS colour"),
+        ({"COLOUR": "#12345"}, "COLOUR='#12345' is not a CSS colour"),
+        ({"COLOUR": "transparent"}, "COLOUR='transparent' is not a CSS colour"),
         ({"OTEL_EXPORTER_ZIPKIN_ENDPOINT": "zipkin:9411"}, "is not an http(s) URL"),
     ],
 )
@@ -53,6 +56,18 @@ def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> No
     assert message in str(caught.value)
 
 
-@pytest.mark.parametrize("colour", ["red", "#0a0", "#00aa00", "#00aa0080", "rebeccapurple"])
+@pytest.mark.parametrize(
+    "colour",
+    [
+        "red",
+        "Red",
+        "#0a0",
+        "#0a08",
+        "#00aa00",
+        "#00aa0080",
+        "rebeccapurple",
+        "lightgoldenrodyellow",
+    ],
+)
 def test_css_colours_are_accepted(colour: str) -> None:
     assert Settings.from_env({"COLOUR": colour}).colour == colour
