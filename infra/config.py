@@ -316,7 +316,7 @@ def _check_service_env(container_env: dict[str, str], extra: tuple[tuple[str, st
         fail(
             "env",
             entry,
-            "values the service accepts (the README's Environment table)",
+            "values the service accepts (docs/service.md, Environment)",
             problem=f"the service would not start: {error}",
         )
 

@@ -35,7 +35,7 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    """The service's configuration; see the README's "Environment" table."""
+    """The service's configuration; see docs/service.md's "Environment" table."""
 
     host: str = "127.0.0.1"
     port: int = 8080

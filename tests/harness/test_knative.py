@@ -1,5 +1,5 @@
 """Knative's install as the local cluster runs it: its own config maps, with only the settings
-the README lists changed."""
+docs/local-cluster.md lists changed."""
 
 from __future__ import annotations
 

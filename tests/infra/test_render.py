@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -147,3 +149,13 @@ def test_an_image_that_is_not_pinned_by_digest_is_refused_in_one_line(
 )
 def test_images_pinned_by_digest_are_rendered(image: str) -> None:
     assert main(["--stack", "bosun", "--image", image]) == 0
+
+
+def test_make_manifests_passes_image_ref_as_one_argument() -> None:
+    dry = subprocess.run(
+        ["make", "-n", "--no-print-directory", "manifests", "IMAGE_REF=not a ref"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    [command] = [line for line in dry.stdout.splitlines() if "infra.render" in line]
+    words = shlex.split(command)
+    assert words[words.index("--image") + 1] == "not a ref"
