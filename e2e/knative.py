@@ -93,8 +93,8 @@ KO = "ko://knative.dev/serving/cmd/"  # how Knative's manifests name the image o
 def configure(
     docs: list[dict[str, Any]], *, queue_image: str, registry: str, tracing_endpoint: str
 ) -> None:
-    """Knative's config maps as the local cluster runs them: see docs/local-cluster.md's list of what
-    differs from a stock install, and why."""
+    """Knative's config maps as the local cluster runs them: see docs/local-cluster.md's list
+    of what differs from a stock install, and why."""
     for doc in docs:
         if doc["kind"] != "ConfigMap":
             continue

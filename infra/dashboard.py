@@ -11,7 +11,7 @@ Knative Service as ``{namespace}`` and ``{service}``, and a rate's window as ``{
 Grafana gets its variables there (``$namespace``, ``$service``, ``$__rate_interval``), vmui,
 which has no variables, the values themselves.
 
-Where the series come from (see docs/local-cluster.md, "Watch it scale"): ``kn_revision_*`` carry the
+Where the series come from (docs/local-cluster.md, "Watch it scale"): ``kn_revision_*`` carry the
 revision's labels as the autoscaler records them (``k8s_namespace_name``, ``kn_service_name``);
 queue-proxy's and the app's series get ``namespace``, ``service``, ``revision`` and ``pod`` from
 the scrape's pod discovery; kube-state-metrics names each Deployment, which Knative calls
