@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 import aiohttp
 
 from ops.endpoint import Endpoint, OpsError
+from ops.requester import why_unanswered
 
 
 def url_for(endpoint: Endpoint, in_: int, nap: int, processes: int) -> str:
@@ -44,6 +45,5 @@ async def call(
         ):
             return response.status, await response.text()
     except (aiohttp.ClientError, TimeoutError) as error:
-        raise OpsError(
-            f"GET {url} (Host: {endpoint.domain}) failed: {error or 'timeout'}"
-        ) from None
+        why = why_unanswered(error, timeout)
+        raise OpsError(f"GET {url} (Host: {endpoint.domain}): {why}") from None

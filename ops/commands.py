@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -54,19 +55,35 @@ def run_call(
         print(f"faas: HTTP {status} from {url}", file=sys.stderr)
         return 1
     if traces and parent:
-        spans = asyncio.run(wait_for_trace(traces, parent.trace_id))
+        spans = asyncio.run(wait_for_trace(traces, parent.trace_id, timeout=timeout))
         out.write(f"\nTrace {parent.trace_id} ({len(spans)} spans), from {traces}:\n")
         out.write("".join(f"{line}\n" for line in tree(spans)))
     return 0
 
 
-def _stop_on_interrupt(stop: asyncio.Event) -> None:
+def _on_ctrl_c(handler: Callable[[], None]) -> None:
     # Outside the main thread there is no Ctrl-C to catch.
     with contextlib.suppress(NotImplementedError, RuntimeError):
-        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, handler)
 
 
-def _progress(err: TextIO, timeline: Timeline | None) -> object:
+def _interrupt_on_ctrl_c(run: Run, err: TextIO) -> None:
+    """The first Ctrl-C stops the load (the requests in flight finish), a second one cancels
+    the requests in flight too."""
+
+    def interrupt() -> None:
+        if run.stop.is_set():
+            run.abort("interrupted")
+            return
+        run.stop.set()
+        err.write("\nfaas: load: stopping; the requests in flight finish (Ctrl-C again cancels "
+                  "them)\n")  # fmt: skip
+        err.flush()
+
+    _on_ctrl_c(interrupt)
+
+
+def _progress(err: TextIO, timeline: Timeline | None) -> Callable[[Run], None]:
     def tick(run: Run) -> None:
         done = len(run.results)
         errors = sum(1 for r in run.results if r.error)
@@ -97,6 +114,49 @@ async def _until_gone(watching: asyncio.Task[Timeline], ends: set[asyncio.Event]
         task.cancel()
 
 
+async def _load(
+    run: Run,
+    *,
+    watch: str | None,
+    namespace: str | None,
+    watch_after: float,
+    metrics: str | None,
+    err: TextIO,
+    live: bool,
+) -> tuple[Timeline | None, WatchError | None]:
+    """Run the load; with WATCH, follow the replicas meanwhile and after it (until no pod is
+    left, at most WATCH_AFTER seconds). The timeline, or the reason it could not be kept."""
+    _interrupt_on_ctrl_c(run, err)
+    if not watch:
+        await execute(run, _progress(err, None) if live else None)
+        return None, None
+    timeline = Timeline()
+    watch_stop, load_over = asyncio.Event(), asyncio.Event()
+    gone = asyncio.Event()  # set once the load is over and the service has no pod left
+
+    def back_at_zero(sample: Sample) -> None:
+        if load_over.is_set() and sample.pods + sample.terminating == 0:
+            gone.set()
+
+    watching = asyncio.create_task(
+        watch_pods(watch, namespace, timeline, watch_stop, started=time.perf_counter(),
+                   on_sample=back_at_zero, metrics=metrics)
+    )  # fmt: skip
+    await execute(run, _progress(err, timeline) if live else None)
+    load_over.set()
+    if timeline.samples:
+        back_at_zero(timeline.samples[-1])
+    await _until_gone(watching, {run.stop, gone}, watch_after)
+    watch_stop.set()
+    try:
+        await watching
+    except WatchError as error:
+        return None, error
+    except Exception as error:  # the load's report must not be lost
+        return None, WatchError(f"{type(error).__name__}: {' '.join(str(error).split())}")
+    return timeline, None
+
+
 def run_load(
     *,
     work: Work,
@@ -117,39 +177,14 @@ def run_load(
     """
     out = out or sys.stdout
     err = err or sys.stderr
+    live = err.isatty() and not as_json
 
     async def main() -> tuple[Run, Timeline | None, WatchError | None]:
         run = Run(work)
-        _stop_on_interrupt(run.stop)
-        timeline = Timeline() if watch else None
-        watching = None
-        problem = None
-        watch_stop = asyncio.Event()
-        load_over = asyncio.Event()
-        gone = asyncio.Event()  # set once the load is over and the service has no pod left
-        started = time.perf_counter()
-
-        def back_at_zero(sample: Sample) -> None:
-            if load_over.is_set() and sample.pods + sample.terminating == 0:
-                gone.set()
-
-        if watch and timeline is not None:
-            watching = asyncio.create_task(
-                watch_pods(watch, namespace, timeline, watch_stop, started=started,
-                           on_sample=back_at_zero, metrics=metrics)
-            )  # fmt: skip
-        live = err.isatty() and not as_json
-        await execute(run, _progress(err, timeline) if live else None)  # type: ignore[arg-type]
-        load_over.set()
-        if watching is not None and timeline is not None:
-            if timeline.samples:
-                back_at_zero(timeline.samples[-1])
-            await _until_gone(watching, {run.stop, gone}, watch_after)
-            watch_stop.set()
-            try:
-                await watching
-            except WatchError as error:
-                problem, timeline = error, None
+        timeline, problem = await _load(
+            run, watch=watch, namespace=namespace, watch_after=watch_after, metrics=metrics,
+            err=err, live=live,
+        )  # fmt: skip
         if live:
             err.write("\n")
         return run, timeline, problem
@@ -162,6 +197,7 @@ def run_load(
             document["replicas"] = {
                 "timeline": [s.__dict__ for s in timeline.samples],
                 "summary": timeline.summary(),
+                "notes": [{"t": t, "note": note} for t, note in timeline.notes],
             }
         out.write(json.dumps(document, indent=2) + "\n")
     else:
@@ -205,7 +241,10 @@ def print_timeline(timeline: Timeline, out: TextIO) -> None:
             f"requested {summary['peak_requested']} (bounded by max-scale)\n"
         )
     out.write(f"  Back to zero:\t{seconds(summary['back_to_zero_seconds'])}\n")
-    out.write(f"  Last pod gone:\t{seconds(summary['all_gone_seconds'])}\n\n")
+    out.write(f"  Last pod gone:\t{seconds(summary['all_gone_seconds'])}\n")
+    for t, note in timeline.notes:
+        out.write(f"  Note at {t:.1f} s:\t{note}\n")
+    out.write("\n")
 
 
 def run_watch(
@@ -222,14 +261,19 @@ def run_watch(
 
     async def main() -> Timeline:
         stop = asyncio.Event()
-        _stop_on_interrupt(stop)
+        _on_ctrl_c(stop.set)
         timeline = Timeline()
 
         def show(sample: Sample) -> None:
             out.write(_sample_line(sample) + "\n")
             out.flush()
 
-        return await watch_pods(service, namespace, timeline, stop, on_sample=show, metrics=metrics)
+        def warn(note: str) -> None:
+            err.write(f"faas: watch: {note}\n")
+
+        return await watch_pods(
+            service, namespace, timeline, stop, on_sample=show, on_note=warn, metrics=metrics
+        )
 
     try:
         timeline = asyncio.run(main())

@@ -52,13 +52,19 @@ def _is_host(text: str) -> bool:
     return bool(text) and not any(c in text for c in "/?#@ \t")
 
 
-def from_stack(stack: str) -> dict[str, str]:
-    """`pulumi stack output --json` of ``stack``."""
+def from_stack(stack: str, missing: list[str]) -> dict[str, str]:
+    """`pulumi stack output --json` of ``stack``, read for the MISSING values ("host",
+    "domain")."""
     pulumi = shutil.which("pulumi")
     if pulumi is None:
+        what = {"host": "gateway host", "domain": "route domain"}
+        flags = {"host": "--host", "domain": "--domain"}
+        names = {"host": "KNATIVE_HOST", "domain": "KNATIVE_DOMAIN"}
         raise OpsError(
-            "no gateway host and route domain: pass --host and --domain, set KNATIVE_HOST and "
-            "KNATIVE_DOMAIN, or install the pulumi CLI to read them from the stack's outputs"
+            f"no {' and '.join(what[m] for m in missing)}: pass "
+            f"{' and '.join(flags[m] for m in missing)}, set "
+            f"{' and '.join(names[m] for m in missing)}, or install the pulumi CLI to read "
+            f"{'them' if len(missing) > 1 else 'it'} from the stack's outputs"
         )
     done = subprocess.run(
         [pulumi, "stack", "output", "--json", "--stack", stack],
@@ -89,7 +95,9 @@ def resolve(
     host_from = _first(("--host", host), ("KNATIVE_HOST", env.get("KNATIVE_HOST")))
     domain_from = _first(("--domain", domain), ("KNATIVE_DOMAIN", env.get("KNATIVE_DOMAIN")))
     if host_from is None or domain_from is None:
-        outputs = from_stack(stack)
+        missing = [name for name, found in (("host", host_from), ("domain", domain_from))
+                   if found is None]  # fmt: skip
+        outputs = from_stack(stack, missing)
         host_from = host_from or _first((f"stack {stack} ingressHost", outputs.get("ingressHost")))
         domain_from = domain_from or _first(
             (f"stack {stack} routeDomain", outputs.get("routeDomain"))

@@ -1,7 +1,9 @@
 """The load generator's engine, after hey's requester: a plain Work, workers, one Result each.
 
 Every run is bounded: by a request count (``n``) or a duration (``duration``), whichever is set,
-and by ``stop`` (Ctrl-C), after which the requests in flight finish and the run ends.
+and by ``stop`` (Ctrl-C), after which the requests in flight finish and the run ends. A request
+in flight is cancelled (and reported so) by ``abort`` (a second Ctrl-C), and, when requests
+have no timeout, at the end of a duration.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
@@ -50,7 +53,16 @@ class Run:
     started: float = 0.0
     elapsed: float = 0.0
     issued: int = 0
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)  # no new request
+    aborted: asyncio.Event = field(default_factory=asyncio.Event)  # none in flight either
+    abort_reason: str = ""
+
+    def abort(self, reason: str) -> None:
+        """Cancel the requests in flight, each reported with REASON; no new one is sent."""
+        if not self.aborted.is_set():
+            self.abort_reason = reason
+        self.stop.set()
+        self.aborted.set()
 
     def next_ticket(self, deadline: float | None) -> bool:
         """May a worker send one more request? Exact for ``n``, bounded by the deadline."""
@@ -64,14 +76,19 @@ class Run:
         return True
 
 
-def _describe(error: BaseException, work: Work) -> str:
+def why_unanswered(error: BaseException, timeout: float) -> str:
+    """Why a request got no answer, in a few words."""
     if isinstance(error, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
-        return f'{work.method} "{work.url}": timeout after {work.timeout:g} s'
+        return f"timed out after {timeout:g} s"
+    if isinstance(error, aiohttp.ClientConnectorCertificateError):
+        cause = error.certificate_error
+        return f"TLS: certificate verify failed: {getattr(cause, 'verify_message', '') or cause}"
+    if isinstance(error, aiohttp.ClientSSLError):
+        return f"TLS: {getattr(error.os_error, 'reason', '') or error.os_error}"
     if isinstance(error, aiohttp.ClientConnectorError):
         code = error.os_error.errno
-        reason = os.strerror(code) if code else str(error.os_error)
-        return f'{work.method} "{work.url}": {reason.lower()}'
-    return f'{work.method} "{work.url}": {type(error).__name__}: {error}'.rstrip(": ")
+        return os.strerror(code).lower() if code else str(error.os_error)
+    return f"{type(error).__name__}: {error}".rstrip(": ")
 
 
 async def _worker(run: Run, session: aiohttp.ClientSession, deadline: float | None) -> None:
@@ -101,9 +118,12 @@ async def _worker(run: Run, session: aiohttp.ClientSession, deadline: float | No
                 begin - run.started, time.perf_counter() - begin, response.status, None, len(body)
             )
         except (aiohttp.ClientError, TimeoutError) as error:
-            result = Result(
-                begin - run.started, time.perf_counter() - begin, None, _describe(error, work)
-            )
+            why = f'{work.method} "{work.url}": {why_unanswered(error, work.timeout)}'
+            result = Result(begin - run.started, time.perf_counter() - begin, None, why)
+        except asyncio.CancelledError:
+            why = f'{work.method} "{work.url}": {run.abort_reason or "cancelled"}'
+            run.results.append(Result(begin - run.started, time.perf_counter() - begin, None, why))
+            raise
         run.results.append(result)
 
 
@@ -124,7 +144,22 @@ async def execute(run: Run, on_tick: Callable[[Run], None] | None = None) -> Run
             asyncio.create_task(_worker(run, session, deadline)) for _ in range(work.concurrency)
         ]
         ticker = asyncio.create_task(_tick(run, on_tick)) if on_tick else None
-        await asyncio.gather(*workers)
+        if deadline is not None and not work.timeout:
+            # Nothing else would end a request to a server that never answers.
+            timer = asyncio.get_running_loop().call_at(
+                asyncio.get_running_loop().time() + work.duration,
+                run.abort, "cancelled at the end of the run (-t 0: no timeout)",
+            )  # fmt: skip
+        all_done = asyncio.gather(*workers)
+        aborted = asyncio.create_task(run.aborted.wait())
+        ends: set[asyncio.Future[Any]] = {all_done, aborted}
+        await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+        aborted.cancel()
+        if deadline is not None and not work.timeout:
+            timer.cancel()
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(all_done, aborted, return_exceptions=True)
         run.elapsed = time.perf_counter() - run.started
         if ticker:
             ticker.cancel()

@@ -109,10 +109,10 @@ async def wait_for_trace(
     store: str, trace_id: str, *, timeout: float = 30.0, settle: float = 3.0
 ) -> list[Span]:
     """The trace's spans once none has arrived for SETTLE seconds (exporters send in batches,
-    every few seconds), within TIMEOUT; TraceError if the store cannot be read, or the trace
-    has no span by then."""
+    every few seconds), within TIMEOUT (0: no limit); TraceError if the store cannot be read,
+    or the trace has no span by then."""
     url = f"{store.rstrip('/')}/api/traces/{trace_id}"
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout if timeout else float("inf")
     seen: list[Span] = []
     changed = time.monotonic()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
@@ -133,5 +133,5 @@ async def wait_for_trace(
             if now > deadline:
                 if seen:
                     return seen
-                raise TraceError(f"trace {trace_id}: no span in {store} within {timeout:.0f} s")
+                raise TraceError(f"trace {trace_id}: no span in {store} within {timeout:g} s")
             await asyncio.sleep(0.5)

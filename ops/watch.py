@@ -4,30 +4,22 @@ terminating), and Knative's desired and requested pods from a metrics store's Pr
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
-from lightkube import AsyncClient, ConfigError
-from lightkube.config.kubeconfig import DEFAULT_KUBECONFIG
+import httpx2 as httpx
+from lightkube import AsyncClient
 from lightkube.resources.core_v1 import Pod
-from lightkube.types import on_error_retry
 
+from ops import kubeapi
 from ops.endpoint import OpsError
 
 SERVICE_LABEL = "serving.knative.dev/service"
-
-# What reading a bad kubeconfig raises: lightkube passes on its parser's and its checks' errors
-# (a missing key is a KeyError, a list instead of a mapping an AttributeError, ...).
-_BAD_KUBECONFIG = (
-    ConfigError, yaml.YAMLError, OSError, ValueError, LookupError, TypeError, AttributeError,
-    AssertionError,
-)  # fmt: skip
+# Failed watches in a row (each after its backoff, about 25 s in all) before the watch gives up.
+WATCH_TRIES = 6
 
 
 class WatchError(OpsError):
@@ -66,6 +58,7 @@ class Timeline:
     samples: list[Sample] = field(default_factory=list)
     pods: dict[str, str] = field(default_factory=dict)  # name -> READY, NOT_READY, TERMINATING
     scale: tuple[int | None, int | None] = (None, None)  # Knative's desired and requested
+    notes: list[tuple[float, str]] = field(default_factory=list)  # (t, what went wrong)
 
     def record(self, t: float) -> Sample | None:
         """A sample of the current state at ``t``, if anything changed since the last."""
@@ -112,33 +105,6 @@ def _last_reached(samples: list[Sample], count: Callable[[Sample], int]) -> floa
     return reached
 
 
-def kube_client() -> AsyncClient:
-    """A client for the current kubeconfig context, or a WatchError naming the file and why."""
-    path = os.environ.get("KUBECONFIG", DEFAULT_KUBECONFIG)
-    try:
-        return AsyncClient()
-    except _BAD_KUBECONFIG as error:
-        raise WatchError(f"cannot read kubeconfig {path}: {_reason(error, path)}") from None
-
-
-def _reason(error: BaseException, path: str) -> str:
-    file = Path(path).expanduser()
-    if isinstance(error, ConfigError) and not file.is_file():
-        reason = "not a file" if file.exists() else "no such file"
-    elif isinstance(error, UnicodeError):
-        reason = "not UTF-8 text"
-    elif isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
-        mark = error.problem_mark
-        reason = f"not YAML: {error.problem} at line {mark.line + 1}, column {mark.column + 1}"
-    elif isinstance(error, KeyError):
-        reason = f"no {error.args[0]!r} entry"
-    elif isinstance(error, AttributeError | TypeError):
-        reason = "not a kubeconfig (a mapping with clusters and contexts)"
-    else:
-        reason = " ".join(str(error).split()) or type(error).__name__
-    return reason
-
-
 def _revision_query(metric: str, service: str, namespace: str) -> str:
     return f'sum({metric}{{k8s_namespace_name="{namespace}", kn_service_name="{service}"}})'
 
@@ -153,32 +119,105 @@ async def _query(session: aiohttp.ClientSession, base: str, query: str) -> int |
     return round(float(result[0]["value"][1])) if result else None
 
 
+@dataclass
+class _Recorder:
+    """Where the followers put what they see: samples of the timeline, and notes."""
+
+    timeline: Timeline
+    started: float
+    on_sample: Callable[[Sample], None] | None
+    on_note: Callable[[str], None] | None
+
+    def now(self) -> float:
+        return time.perf_counter() - self.started
+
+    def record(self) -> None:
+        sample = self.timeline.record(self.now())
+        if sample is not None and self.on_sample is not None:
+            self.on_sample(sample)
+
+    def note(self, text: str) -> None:
+        self.timeline.notes.append((self.now(), text))
+        if self.on_note is not None:
+            self.on_note(text)
+
+    def scaled(self, scale: tuple[int | None, int | None]) -> None:
+        self.timeline.scale = scale
+        self.record()
+
+
 async def _follow_scale(
-    base: str,
-    service: str,
-    namespace: str,
-    changed: Callable[[tuple[int | None, int | None]], None],
-    interval: float = 1.0,
+    base: str, service: str, namespace: str, recorder: _Recorder, *, interval: float = 1.0
 ) -> None:
     """Poll Knative's desired and requested pods of the service every INTERVAL seconds. The
-    first poll must answer (else WatchError); later failures keep the last values."""
+    first poll must answer (else WatchError); when a later one fails, the values are unknown
+    (None) until the store answers again, and a note says why, once an outage."""
     queries = [
         _revision_query(metric, service, namespace)
         for metric in ("kn_revision_pods_desired", "kn_revision_pods_requested")
     ]
     timeout = aiohttp.ClientTimeout(total=5)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        first = True
+        first, answering = True, True
         while True:
             try:
                 values = [await _query(session, base, q) for q in queries]
-                changed((values[0], values[1]))
+                recorder.scaled((values[0], values[1]))
+                answering = True
             except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, WatchError) as error:
+                why = error if isinstance(error, WatchError) else f"{base}: {error or 'timeout'}"
                 if first:
-                    why = error if isinstance(error, WatchError) else f"{base}: {error}"
                     raise WatchError(f"cannot read the metrics store {why}") from None
+                if answering:
+                    recorder.scaled((None, None))
+                    recorder.note(f"the metrics store stopped answering ({why}): desired and "
+                                  "requested unknown until it answers again")  # fmt: skip
+                answering = False
             first = False
             await asyncio.sleep(interval)
+
+
+async def _follow_pods(
+    client: AsyncClient, pacer: kubeapi.Pacer, service: str, namespace: str, recorder: _Recorder
+) -> None:
+    """Watch the service's pods, again after each failure (paced by PACER), until a failure is
+    final: WatchError."""
+    failures = 0
+    server = client.config.cluster.server
+    doing = f"watching pods in namespace {namespace}"
+    needs = f"the list and watch verbs on pods in namespace {namespace}"
+    pods = recorder.timeline.pods
+    while True:
+        fresh = True  # a new watch lists every pod again: forget the old ones
+        try:
+            async for event, pod in client.watch(
+                Pod, namespace=namespace, labels={SERVICE_LABEL: service}
+            ):
+                if fresh:
+                    pods.clear()
+                    fresh, failures = False, 0
+                name = pod.metadata.name if pod.metadata and pod.metadata.name else ""
+                if event == "DELETED":
+                    pods.pop(name, None)
+                else:
+                    pods[name] = pod_state(pod)
+                recorder.record()
+            problem = f"the API server {server} ended the watch"
+        except httpx.HTTPStatusError as error:
+            final, problem = kubeapi.refusal(client, error, doing, needs)
+            if final:
+                raise WatchError(problem) from None
+        except httpx.TransportError as error:
+            problem = kubeapi.unreachable(client, error)
+            if not pacer.answered:
+                raise WatchError(problem) from None
+        except ValueError as error:  # a line that is not a watch event
+            problem = f"the API server {server} sent no watch event: "
+            problem += " ".join(str(error).split())[:200]
+        failures += 1
+        if failures >= WATCH_TRIES:
+            raise WatchError(f"{problem}; gave up after {failures} tries")
+        recorder.note(f"{problem}; trying again")
 
 
 async def watch_pods(
@@ -189,42 +228,30 @@ async def watch_pods(
     *,
     started: float | None = None,
     on_sample: Callable[[Sample], None] | None = None,
-    client: AsyncClient | None = None,
+    on_note: Callable[[str], None] | None = None,
     metrics: str | None = None,
+    pacer: kubeapi.Pacer | None = None,
 ) -> Timeline:
     """Follow the service's pods until ``stop`` is set, adding a sample at every change; with
     ``metrics`` (a Prometheus API's base URL), Knative's desired and requested pods too.
 
-    Without ``client``, one for the current kubeconfig context (WatchError if it is unreadable).
+    The pods come from the current kubeconfig context. Every watch request waits its turn
+    (``pacer``, client-go's backoff by default). WatchError, one line, when the kubeconfig
+    cannot be read, the API server cannot be reached at first, refuses the credentials (401,
+    403), or fails WATCH_TRIES times in a row; ON_NOTE hears what went wrong on the way.
     """
-    client = client or kube_client()
+    pacer = pacer or kubeapi.Pacer()
+    try:
+        client = kubeapi.client(pacer)
+    except kubeapi.KubeError as error:
+        raise WatchError(str(error)) from None
     started = time.perf_counter() if started is None else started
-
-    def record() -> None:
-        sample = timeline.record(time.perf_counter() - started)
-        if sample is not None and on_sample is not None:
-            on_sample(sample)
-
-    async def follow() -> None:
-        async for event, pod in client.watch(
-            Pod, namespace=namespace, labels={SERVICE_LABEL: service}, on_error=on_error_retry
-        ):
-            name = pod.metadata.name if pod.metadata and pod.metadata.name else ""
-            if event == "DELETED":
-                timeline.pods.pop(name, None)
-            else:
-                timeline.pods[name] = pod_state(pod)
-            record()
-
-    def scaled(scale: tuple[int | None, int | None]) -> None:
-        timeline.scale = scale
-        record()
-
+    recorder = _Recorder(timeline, started, on_sample, on_note)
+    scope = namespace or client.namespace
     timeline.record(0.0)
-    tasks = {asyncio.create_task(follow())}
+    tasks = {asyncio.create_task(_follow_pods(client, pacer, service, scope, recorder))}
     if metrics:
-        scope = namespace or client.namespace
-        tasks.add(asyncio.create_task(_follow_scale(metrics.rstrip("/"), service, scope, scaled)))
+        tasks.add(asyncio.create_task(_follow_scale(metrics.rstrip("/"), service, scope, recorder)))
     stopped = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({*tasks, stopped}, return_when=asyncio.FIRST_COMPLETED)

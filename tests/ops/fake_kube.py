@@ -2,7 +2,9 @@
 Prometheus query API answering Knative's desired and requested pods.
 
 The test drives it (``set_pods``, ``scale``) to scale a Knative Service's pods up and down;
-watchers get ADDED / MODIFIED / DELETED events as the real API server sends them.
+watchers get ADDED / MODIFIED / DELETED events as the real API server sends them. ``failure``
+makes every watch fail instead (an HTTP status with a Status body, a stream that ends at once,
+or lines that are not watch events); ``metrics_down`` makes the query API answer 503.
 """
 
 from __future__ import annotations
@@ -49,6 +51,20 @@ def _pod(name: str, namespace: str, service: str, state: str, version: int) -> d
     }
 
 
+def _status(code: int) -> dict[str, Any]:
+    """The Status an API server sends with an error."""
+    reasons = {403: "Forbidden", 401: "Unauthorized", 500: "InternalError"}
+    message = {
+        403: 'pods is forbidden: User "viewer" cannot watch resource "pods" in API group "" '
+        'in the namespace "hackathon-pi-knative"',
+        401: "Unauthorized",
+    }.get(code, "etcdserver: request timed out")
+    return {
+        "kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
+        "reason": reasons.get(code, "InternalError"), "code": code,
+    }  # fmt: skip
+
+
 class FakeKube:
     def __init__(self, namespace: str, service: str) -> None:
         self.namespace = namespace
@@ -62,6 +78,9 @@ class FakeKube:
         self.url = ""
         self.scale = {"kn_revision_pods_desired": 0, "kn_revision_pods_requested": 0}
         self.queries: list[str] = []
+        self.failure: int | str | None = None  # an HTTP status, "empty" or "garbage"
+        self.watch_requests: list[float] = []  # when each watch request arrived (monotonic)
+        self.metrics_down = False
 
     def _matches(self, request: Request) -> bool:
         selector = request.query_params.get("labelSelector", "")
@@ -82,6 +101,12 @@ class FakeKube:
                     "items": items,
                 }
             )
+        self.watch_requests.append(time.monotonic())
+        if isinstance(self.failure, int):
+            return JSONResponse(_status(self.failure), status_code=self.failure)
+        if self.failure is not None:
+            body = b"" if self.failure == "empty" else b"<html>not a watch</html>\n"
+            return Response(body, media_type="application/json")
         if not self._matches(request):
             return JSONResponse({"kind": "Status", "code": 400}, status_code=400)
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -130,7 +155,7 @@ class FakeKube:
             done.set()
 
         self.loop.call_soon_threadsafe(apply)
-        done.wait(5)
+        assert done.wait(5), "the fake API server did not apply the pods within 5 s"
 
     def _publish(self, kind: str, pod: dict[str, Any]) -> None:
         for queue in self.watchers:
@@ -140,6 +165,8 @@ class FakeKube:
         """Prometheus's instant query of sum(METRIC{...}) for the service's revisions."""
         query = request.query_params.get("query", "")
         self.queries.append(query)
+        if self.metrics_down:
+            return JSONResponse({"status": "error", "error": "down"}, status_code=503)
         scope = f'{{k8s_namespace_name="{self.namespace}", kn_service_name="{self.service}"}})'
         result = [
             {"metric": {}, "value": [time.time(), str(value)]}
@@ -182,7 +209,9 @@ def running_fake_kube(
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
+    while not server.started:
+        assert thread.is_alive(), "the fake API server stopped while starting"
+        assert time.monotonic() < deadline, "the fake API server did not start within 10 s"
         time.sleep(0.02)
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(

@@ -8,6 +8,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,8 @@ def test_load_defaults_are_heys(captured: dict[str, Any]) -> None:
     assert work.host == "h"
 
 
-def test_load_t_0_means_no_timeout(captured: dict[str, Any]) -> None:
-    assert cli.main(["load", "-t", "0", "http://127.0.0.1/"]) == 0
+def test_load_t_0_means_no_timeout_for_a_run_with_a_duration(captured: dict[str, Any]) -> None:
+    assert cli.main(["load", "-t", "0", "-z", "5s", "http://127.0.0.1/"]) == 0
     assert captured["run_load"]["work"].timeout == 0
 
 
@@ -101,7 +102,13 @@ def test_metrics_store_comes_from_the_flag_else_metrics_env(
         (["load", "-z", "10x", "http://x/"], "argument -z: '10x' is not a duration"),
         (["load", "-q", "-1", "http://x/"], "argument -q: '-1' is not a number of at least 0"),
         (["load", "-n", "5", "-c", "10", "http://x/"], "-n cannot be less than -c"),
-        (["load", "ftp://x/"], "URL 'ftp://x/' is not an http(s) URL"),
+        (["load", "ftp://x/"], "argument URL: 'ftp://x/' is not an http(s) URL"),
+        (["load", "127.0.0.1:8080/"], "argument URL: '127.0.0.1:8080/' is not an http(s) URL"),
+        (["load", "-t", "0", "http://x/"], "-t 0 (no timeout) needs -z"),
+        (
+            ["load", "--plot", "/nonexistent/dir/p.png", "http://x/"],
+            "--plot /nonexistent/dir/p.png: cannot write it: no such file or directory",
+        ),
         (["load", "-H", "nocolon", "http://x/"], "argument -H: 'nocolon' is not a header"),
         (["load", "-m", "BREW", "http://x/"], "argument -m: invalid choice: 'BREW'"),
         (["load", "--plot", "out.jpg", "http://x/"], "--plot needs a .png file name"),
@@ -113,6 +120,18 @@ def test_metrics_store_comes_from_the_flag_else_metrics_env(
         (["load", "--bogus", "http://x/"], "unrecognized arguments: --bogus"),
         (["load"], "the following arguments are required: URL"),
         (["call", "--in", "x"], "argument --in: 'x' is not a positive integer"),
+        (
+            ["call", "--processes", "-1"],
+            "argument --processes: '-1' is not an integer of at least 0",
+        ),
+        (["call", "--host", "ftp://gw"], "argument --host: 'ftp://gw' is not a gateway address"),
+        (["call", "--host", "http://gw/app"], "argument --host: 'http://gw/app' is not a gateway"),
+        (
+            ["call", "--domain", "http://app.example.com"],
+            "argument --domain: 'http://app.example.com' is not a host name for the Host header: "
+            "give the name alone, e.g. app.example.com",
+        ),
+        (["call", "--trace", "--traces", ""], "--trace needs the trace store"),
         (["watch"], "the following arguments are required: NAME"),
         (
             ["watch", "s", "--metrics", "127.0.0.1:8428"],
@@ -128,8 +147,10 @@ def test_bad_flags_are_a_usage_error_with_exit_2(
         cli.main(argv)
     assert caught.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("usage: faas")
-    assert message in err
+    # The usage line of the command that was given, as argparse prints it for its own checks.
+    assert err.startswith(f"usage: faas {argv[0]} " if argv else "usage: faas [-h]"), err
+    assert err.splitlines()[-1].startswith(f"faas {argv[0]}: error: " if argv else "faas: error")
+    assert message in " ".join(err.split())
     assert captured == {}
 
 
@@ -212,25 +233,84 @@ def test_call_host_may_be_a_url_whose_scheme_is_used(capsys: pytest.CaptureFixtu
 
 
 @pytest.mark.parametrize(
-    ("flags", "message"),
+    ("env", "message"),
     [
-        (["--host", "ftp://gw"], "--host 'ftp://gw' is not a gateway address"),
-        (["--host", "http://gw/app"], "--host 'http://gw/app' is not a gateway address"),
         (
-            ["--domain", "http://app.example.com"],
-            "--domain 'http://app.example.com' is not a host name for the Host header: "
+            {"KNATIVE_HOST": "ftp://gw"},
+            "KNATIVE_HOST 'ftp://gw' is not a gateway address such as 10.0.0.1:80 or "
+            "http://127.0.0.1:8080",
+        ),
+        (
+            {"KNATIVE_DOMAIN": "http://app.example.com"},
+            "KNATIVE_DOMAIN 'http://app.example.com' is not a host name for the Host header: "
             "give the name alone, e.g. app.example.com",
         ),
     ],
 )
-def test_call_refuses_a_host_or_domain_it_cannot_use_in_one_line(
-    capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+def test_call_refuses_a_host_or_domain_from_the_environment_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    message: str,
 ) -> None:
-    assert cli.main(["call", "--host", "gw", "--domain", "d", *flags, "--curl"]) == 1
+    monkeypatch.setenv("KNATIVE_HOST", "gw")
+    monkeypatch.setenv("KNATIVE_DOMAIN", "d")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(["call", "--curl"]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.startswith(f"faas: error: {message}")
-    assert len(captured.err.splitlines()) == 1
+    assert captured.err.splitlines() == [f"faas: error: {message}"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "missing"),
+    [
+        (
+            ["--host", "gw"],
+            "no route domain: pass --domain, set KNATIVE_DOMAIN, or install the "
+            "pulumi CLI to read it from the stack's outputs",
+        ),
+        (
+            ["--domain", "d"],
+            "no gateway host: pass --host, set KNATIVE_HOST, or install the "
+            "pulumi CLI to read it from the stack's outputs",
+        ),
+        (
+            [],
+            "no gateway host and route domain: pass --host and --domain, set KNATIVE_HOST and "
+            "KNATIVE_DOMAIN, or install the pulumi CLI to read them from the stack's outputs",
+        ),
+    ],
+)
+def test_call_names_what_is_missing(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    flags: list[str],
+    missing: str,
+) -> None:
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.delenv("KNATIVE_HOST", raising=False)
+    monkeypatch.delenv("KNATIVE_DOMAIN", raising=False)
+    assert cli.main(["call", *flags]) == 1
+    assert capsys.readouterr().err.splitlines() == [f"faas: error: {missing}"]
+
+
+def test_call_that_times_out_says_after_how_long(capsys: pytest.CaptureFixture[str]) -> None:
+    with run_service() as svc:
+        code = cli.main(["call", "--host", svc.url, "--domain", "d", "--nap", "3", "-t", "0.5"])
+    assert code == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line == (
+        f"faas: error: GET {svc.url}/?in=10000&nap=3&processes=50 (Host: d): timed out after 0.5 s"
+    )
+
+
+def test_call_processes_0_is_the_services_one_term(capsys: pytest.CaptureFixture[str]) -> None:
+    with run_service() as svc:
+        assert cli.main(["call", "--host", svc.url, "--domain", "d", "--nap", "0",
+                         "--processes", "0"]) == 0  # fmt: skip
+    assert "Method C calculated pi as 4.000000 using 0 processes" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("command", [[], ["call"], ["load"], ["watch"]])
@@ -260,10 +340,12 @@ def test_call_help_names_each_value_and_its_default(
 
 
 def test_call_to_nothing_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["call", "--host", "127.0.0.1:9", "--domain", "d", "-t", "2"]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("faas: error: GET http://127.0.0.1:9/?in=10000")
-    assert len(err.strip().splitlines()) == 1
+    closed = free_port()
+    assert cli.main(["call", "--host", f"127.0.0.1:{closed}", "--domain", "d", "-t", "2"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"faas: error: GET http://127.0.0.1:{closed}/?in=10000&nap=3&processes=50 (Host: d): "
+        "connection refused"
+    ]
 
 
 def test_the_console_script_is_installed() -> None:
@@ -314,3 +396,20 @@ def test_call_with_trace_and_no_store_is_one_line(
     assert code == 1
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith(f"faas: error: cannot reach the trace store {closed}: ")
+
+
+def test_call_with_trace_waits_for_the_trace_as_long_as_t_says(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with ZipkinReceiver().running() as store, run_service() as svc:  # the app exports nothing
+        traces = store.endpoint.removesuffix("/api/v2/spans")
+        started = time.perf_counter()
+        code = cli.main(["call", "--host", svc.url, "--domain", "d", "--nap", "0", "--trace",
+                         "--traces", traces, "-t", "1.5"])  # fmt: skip
+        elapsed = time.perf_counter() - started
+    assert code == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert re.fullmatch(
+        rf"faas: error: trace [0-9a-f]{{32}}: no span in {traces} within 1.5 s", line
+    )
+    assert elapsed < 15, "it waited longer than -t for the trace"

@@ -8,17 +8,23 @@ import os
 import pty
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 
+from e2e.pki import Authority
 from ops import commands
 from ops.requester import Work
-from tests.utils import ROOT, free_port, run_service
+from tests.utils import ROOT, free_port, run_service, wait_in_flight
 
 HEAVY_CALLS = re.compile(r'myfirstserverlessapp_calls_total\{method="heavyLifting"\} ([0-9.]+)')
 IN_FLIGHT = re.compile(r"myfirstserverlessapp_requests_in_flight ([0-9.]+)")
@@ -164,3 +170,81 @@ def test_progress_line_on_a_terminal() -> None:
     progress = b"".join(chunks).decode()
     assert re.search(r"\r +[0-9.]+ s  [0-9]+ requests  0 errors  [0-9.]+ req/s", progress), progress
     assert "Summary:" in out
+
+
+def test_without_a_timeout_a_timed_run_cancels_what_is_in_flight_at_its_end() -> None:
+    with run_service() as svc:
+        url = f"{svc.url}/?in=3&nap=10&processes=0"
+        started = time.perf_counter()
+        report = _load(Work(url=url, n=2, concurrency=2, duration=1.0, timeout=0.0))
+        elapsed = time.perf_counter() - started
+    assert elapsed < 9, "it waited for the 10 s naps"
+    assert report["errors"] == {
+        f'GET "{url}": cancelled at the end of the run (-t 0: no timeout)': 2
+    }
+
+
+def test_a_second_ctrl_c_cancels_the_requests_in_flight() -> None:
+    with run_service() as svc:
+        url = f"{svc.url}/?in=3&nap=10&processes=0"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ops.cli", "load", "-z", "60s", "-c", "2", url],
+            cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            wait_in_flight(svc.url, 2, seconds=60)
+            process.send_signal(signal.SIGINT)
+            assert process.stderr is not None
+            # The first is handled (and said) before the second is sent: two signals sent at
+            # once could arrive as one.
+            assert "Ctrl-C again cancels them" in process.stderr.readline() + (
+                process.stderr.readline()
+            )
+            second = time.perf_counter()
+            process.send_signal(signal.SIGINT)
+            out, _ = process.communicate(timeout=60)
+            ended = time.perf_counter() - second
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert process.returncode == 0
+    assert ended < 8, "the naps in flight were waited for"
+    assert f'[2]\tGET "{url}": interrupted' in out
+
+
+@contextmanager
+def _https_with_an_untrusted_certificate(directory: Path) -> Iterator[str]:
+    """An HTTPS server on 127.0.0.1 whose certificate a CA of its own signed."""
+    pair = Authority(directory).issue("server", common_name="127.0.0.1", hosts=("127.0.0.1",))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pair.cert, pair.key)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_a_certificate_that_is_not_trusted_is_named_so(tmp_path: Path) -> None:
+    with _https_with_an_untrusted_certificate(tmp_path) as url:
+        report = _load(Work(url=url, n=2, concurrency=1))
+    assert report["errors"] == {
+        f'GET "{url}": TLS: certificate verify failed: unable to get local issuer certificate': 2
+    }

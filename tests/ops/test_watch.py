@@ -3,7 +3,10 @@ pods terminating before they go, and a fake metrics store with Knative's desired
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
+import itertools
 import json
 import re
 import signal
@@ -16,8 +19,9 @@ from typing import Any
 import pytest
 
 from ops import cli, commands
+from ops.kubeapi import Pacer
 from ops.requester import Work
-from ops.watch import READY, TERMINATING, Sample, Timeline, watch_pods
+from ops.watch import READY, TERMINATING, WATCH_TRIES, Sample, Timeline, WatchError, watch_pods
 from tests.ops.fake_kube import FakeKube, running_fake_kube
 from tests.utils import free_port, run_service
 
@@ -39,20 +43,34 @@ TIMELINE = [
 ]  # fmt: skip
 
 
-def _drive(fake: FakeKube) -> threading.Thread:
-    """Play SCRIPT once the watch has connected, so that it sees every step as an event."""
+class _Driver(threading.Thread):
+    """Plays SCRIPT once the watch has connected, so that it sees every step as an event. A
+    watch that never connects is a failure: Ctrl-C ends the command, and ``join`` says so."""
 
-    def play() -> None:
-        if not fake.watched.wait(60):
-            return  # the timeline assertions then say what was missed
+    def __init__(self, fake: FakeKube) -> None:
+        super().__init__()
+        self.fake = fake
+        self.connected = False
+
+    def run(self) -> None:
+        self.connected = self.fake.watched.wait(60)
+        if not self.connected:
+            signal.raise_signal(signal.SIGINT)
+            return
         started = time.perf_counter()
         for at, ready in SCRIPT:
             time.sleep(max(0.0, started + at - time.perf_counter()))
-            fake.set_pods(ready)
+            self.fake.set_pods(ready)
 
-    thread = threading.Thread(target=play)
-    thread.start()
-    return thread
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)
+        assert self.connected, "the watch never connected to the fake API server"
+
+
+def _drive(fake: FakeKube) -> _Driver:
+    driver = _Driver(fake)
+    driver.start()
+    return driver
 
 
 @pytest.fixture
@@ -270,3 +288,181 @@ def test_load_with_an_unreadable_kubeconfig_prints_the_report_then_one_line(
     ]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert elapsed < 60, "it waited --watch-after for a watch that had failed"
+
+
+def _kubeconfig_for(tmp_path: Path, server: str) -> Path:
+    path = tmp_path / "unreachable-kubeconfig"
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": server}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u", "namespace": "ns"}}],
+        "current-context": "ctx",
+    }))  # fmt: skip
+    return path
+
+
+def test_watch_of_an_unreachable_api_server_is_one_line_and_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("KUBECONFIG", str(_kubeconfig_for(tmp_path, server)))
+    assert cli.main(["watch", SERVICE]) == commands.FAILED
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"faas: watch: cannot reach the API server {server}: connection refused"
+    ]
+
+
+def test_load_watching_an_unreachable_api_server_prints_its_report_then_one_line_and_exit_3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("KUBECONFIG", str(_kubeconfig_for(tmp_path, server)))
+    with run_service() as svc:
+        code = cli.main(["load", "-n", "10", "-c", "2", "--watch", SERVICE, f"{svc.url}/healthz"])
+    captured = capsys.readouterr()
+    assert code == commands.WATCH_FAILED
+    assert "[200]\t10 responses" in captured.out
+    assert captured.err.splitlines() == [
+        f"faas: watch: cannot reach the API server {server}: connection refused"
+    ]
+
+
+FORBIDDEN = (
+    "faas: watch: the API server {url} answered 403 Forbidden to watching pods in namespace "
+    f'{NAMESPACE} (pods is forbidden: User "viewer" cannot watch resource "pods" in API '
+    f'group "" in the namespace "{NAMESPACE}"): the credentials of kubeconfig context fake '
+    f"lack the list and watch verbs on pods in namespace {NAMESPACE}"
+)
+
+
+def test_a_watch_refused_403_stops_at_once_naming_what_the_credentials_lack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with running_fake_kube(tmp_path, NAMESPACE, SERVICE) as (fake, kubeconfig):
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        fake.failure = 403
+        assert cli.main(["watch", SERVICE]) == commands.FAILED
+    assert capsys.readouterr().err.splitlines() == [FORBIDDEN.format(url=fake.url)]
+    assert len(fake.watch_requests) == 1
+
+
+def test_load_with_a_watch_refused_403_prints_its_report_then_the_refusal_and_exit_3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with (
+        running_fake_kube(tmp_path, NAMESPACE, SERVICE) as (fake, kubeconfig),
+        run_service() as svc,
+    ):
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        fake.failure = 403
+        code = cli.main(["load", "-n", "10", "-c", "2", "--watch", SERVICE, f"{svc.url}/healthz"])
+    captured = capsys.readouterr()
+    assert code == commands.WATCH_FAILED
+    assert "[200]\t10 responses" in captured.out
+    assert "Replica" not in captured.out
+    assert captured.err.splitlines() == [FORBIDDEN.format(url=fake.url)]
+
+
+@pytest.mark.parametrize("failure", [500, 401, "empty", "garbage"])
+def test_a_watch_never_sends_more_than_a_request_a_second_whatever_the_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: int | str
+) -> None:
+    """client-go's backoff (800 ms doubling, jitter up to as much again) lets at most three
+    requests through in the first 2.4 s; 401 ends the watch after the first."""
+    with running_fake_kube(tmp_path, NAMESPACE, SERVICE) as (fake, kubeconfig):
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        fake.failure = failure
+
+        async def watch_for(seconds: float) -> None:
+            stop = asyncio.Event()
+            asyncio.get_running_loop().call_later(seconds, stop.set)
+            with contextlib.suppress(WatchError):
+                await watch_pods(SERVICE, None, Timeline(), stop)
+
+        asyncio.run(watch_for(2.4))
+        sent = list(fake.watch_requests)
+    assert 1 <= len(sent) <= (1 if failure == 401 else 3), sent
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sent)]
+    assert all(gap >= 0.75 for gap in gaps), gaps
+
+
+@pytest.mark.parametrize(
+    ("failure", "problem"),
+    [
+        (
+            500,
+            "answered 500 Internal Server Error to watching pods in namespace "
+            f"{NAMESPACE} (etcdserver: request timed out)",
+        ),
+        ("garbage", "sent no watch event: "),
+    ],
+)
+def test_a_failing_watch_gives_up_after_a_bounded_number_of_tries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: int | str, problem: str
+) -> None:
+    with running_fake_kube(tmp_path, NAMESPACE, SERVICE) as (fake, kubeconfig):
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        fake.failure = failure
+        timeline = Timeline()
+        notes: list[str] = []
+        quick = Pacer(initial=0.01, cap=0.02)
+        with pytest.raises(WatchError) as caught:
+            asyncio.run(watch_pods(SERVICE, None, timeline, asyncio.Event(), pacer=quick,
+                                   on_note=notes.append))  # fmt: skip
+    message = str(caught.value)
+    assert message.startswith(f"the API server {fake.url} {problem}"), message
+    assert message.endswith(f"; gave up after {WATCH_TRIES} tries")
+    assert len(fake.watch_requests) == WATCH_TRIES
+    assert len(notes) == WATCH_TRIES - 1
+    assert all(note.endswith("; trying again") for note in notes)
+    assert [n for _, n in timeline.notes] == notes
+
+
+def test_a_metrics_store_that_stops_answering_makes_knatives_numbers_unknown_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with running_fake_kube(tmp_path, NAMESPACE, SERVICE) as (fake, kubeconfig):
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        fake.scale = {"kn_revision_pods_desired": 3, "kn_revision_pods_requested": 2}
+        timeline = Timeline()
+        notes: list[str] = []
+
+        async def watch() -> None:
+            stop = asyncio.Event()
+
+            def seen(sample: Sample) -> None:
+                if sample.desired == 3:
+                    fake.metrics_down = True  # the store goes away after its first answer
+                if fake.metrics_down and sample.desired is None:
+                    stop.set()
+
+            await watch_pods(SERVICE, None, timeline, stop, on_sample=seen, on_note=notes.append,
+                             metrics=fake.url)  # fmt: skip
+
+        asyncio.run(asyncio.wait_for(watch(), 30))
+    assert [s.desired for s in timeline.samples if s.desired is not None] == [3]
+    assert timeline.samples[-1].counts[3:] == (None, None)
+    assert notes == [
+        f"the metrics store stopped answering (metrics store {fake.url}: down): desired and "
+        "requested unknown until it answers again"
+    ]
+    out = io.StringIO()
+    commands.print_timeline(timeline, out)
+    assert f"stopped answering (metrics store {fake.url}: down)" in out.getvalue()
+
+
+def test_load_report_survives_any_failure_of_the_watch(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def broken(*_: object, **__: object) -> Timeline:
+        raise RuntimeError("a bug in the watch")
+
+    monkeypatch.setattr(commands, "watch_pods", broken)
+    with run_service() as svc:
+        code = cli.main(["load", "-n", "10", "-c", "2", "--watch", SERVICE, f"{svc.url}/healthz"])
+    captured = capsys.readouterr()
+    assert code == commands.WATCH_FAILED
+    assert "[200]\t10 responses" in captured.out
+    assert captured.err.splitlines() == ["faas: watch: RuntimeError: a bug in the watch"]
