@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pytest
 from ops import cli, commands
 from ops.endpoint import Endpoint, OpsError, resolve
 from ops.requester import Work
-from tests.utils import ZipkinReceiver, free_port, run_service
+from tests.utils import ROOT, ZipkinReceiver, free_port, run_service, wait_in_flight
 
 
 @pytest.fixture
@@ -413,3 +414,23 @@ def test_call_with_trace_waits_for_the_trace_as_long_as_t_says(
         rf"faas: error: trace [0-9a-f]{{32}}: no span in {traces} within 1.5 s", line
     )
     assert elapsed < 15, "it waited longer than -t for the trace"
+
+
+def test_call_interrupted_with_ctrl_c_is_one_line_and_exit_130() -> None:
+    with run_service() as svc:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ops.cli", "call", "--host", svc.url, "--domain", "d",
+             "--nap", "10"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            wait_in_flight(svc.url, 1, seconds=60)
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert process.returncode == 130
+    assert out == ""
+    assert err.splitlines() == ["faas: call: interrupted"]
