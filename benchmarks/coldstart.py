@@ -16,7 +16,8 @@ import tempfile
 import time
 
 from benchmarks.output import median_rows, table
-from benchmarks.service_process import ROOT, bench_env, free_port, wait_for_200
+from benchmarks.service_process import ROOT, bench_env, wait_for_200
+from e2e.context import free_port
 
 REQUEST = "/?in=10000&nap=0&processes=50"
 SERVICE = "service"
@@ -52,11 +53,13 @@ def time_to_first_200(
             command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log
         )
         try:
-            if not wait_for_200(port, path, started + timeout):
+            try:
+                wait_for_200(port, path, timeout)
+            except TimeoutError:
                 log.seek(0)
                 raise RuntimeError(
                     f"{command} gave no 200 within {timeout} s:\n{log.read().decode()[-2000:]}"
-                )
+                ) from None
             return time.perf_counter() - started
         finally:
             process.terminate()

@@ -26,6 +26,7 @@ from lightkube.resources.core_v1 import Endpoints, Service
 from e2e import process, tools
 from e2e.netns import NODE_IP, exec_prefix
 from e2e.pki import KeyPair
+from e2e.poll import until
 
 ROOT = tools.ROOT
 STATE = ROOT / "build" / "cluster"  # the run directory: removed by `down`
@@ -182,6 +183,7 @@ class Context:
     out: Callable[[str], None] = print
     state: State = field(default_factory=State)
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _spawned: dict[str, float] = field(default_factory=dict)  # when each child was spawned
     _client: Client | None = None
 
     # -- the cluster's CA and admin credentials, written by controlplane.certificates ------------
@@ -212,7 +214,7 @@ class Context:
 
     # -- processes -------------------------------------------------------------------------------
 
-    def _spawn(
+    def spawn(
         self,
         name: str,
         argv: list[str],
@@ -221,11 +223,12 @@ class Context:
         namespace: str | None = None,
         executable: str | None = None,
     ) -> process.Process:
-        """Start ARGV as component NAME (in network namespace NAMESPACE), its output to its log.
-        ``executable`` is what /proc shows of it when that is not ARGV[0]'s name (a module run
-        by Python)."""
+        """Start ARGV as component NAME (in network namespace NAMESPACE), its output to its log,
+        without waiting for it (``wait_ready`` does). ``executable`` is what /proc shows of it
+        when that is not ARGV[0]'s name (a module run by Python)."""
         log = LOGS / f"{name}.log"
         command = [*exec_prefix(namespace), *argv] if namespace else argv
+        self._spawned[name] = time.monotonic()
         with log.open("ab") as sink:
             child = subprocess.Popen(
                 command,
@@ -247,6 +250,33 @@ class Context:
         self.children[name] = child
         return started
 
+    def wait_ready(self, name: str, ready: Callable[[], bool], *, timeout: float = 60) -> None:
+        """Wait until ``ready()`` holds for component NAME, spawned before, within TIMEOUT of
+        its spawn (the seconds from its spawn recorded in the state); ClusterError if the
+        process exits first or the time is up. ``ready()`` raising OSError or ApiError is not
+        ready yet."""
+        started = self.state.processes[[p.name for p in self.state.processes].index(name)]
+        child, since = self.children[name], self._spawned[name]
+
+        def check() -> bool:
+            if (code := child.poll()) is not None:
+                raise ClusterError(
+                    f"{name} exited with code {code} while starting: "
+                    f"{process.last_line(Path(started.log))} (log: {started.log})"
+                )
+            return ready()
+
+        try:
+            until(check, timeout=max(0.0, since + timeout - time.monotonic()), what=name,
+                  retry_on=(OSError, ApiError), initial=0.05, cap=0.1)  # fmt: skip
+        except TimeoutError:
+            raise ClusterError(
+                f"{name} was not ready within {timeout:.0f} s: "
+                f"{process.last_line(Path(started.log))} (log: {started.log})"
+            ) from None
+        started.ready_seconds = time.monotonic() - since
+        self.state.save()
+
     def start(
         self,
         name: str,
@@ -258,32 +288,9 @@ class Context:
         namespace: str | None = None,
         executable: str | None = None,
     ) -> None:
-        """`_spawn` NAME and wait until ``ready()`` holds (the seconds that took recorded in the
-        state); ClusterError if the process exits first or TIMEOUT passes."""
-        since = time.monotonic()
-        started = self._spawn(name, argv, env=env, namespace=namespace, executable=executable)
-        deadline = since + timeout
-        child = self.children[started.name]
-        while True:
-            code = child.poll()
-            if code is not None:
-                raise ClusterError(
-                    f"{started.name} exited with code {code} while starting: "
-                    f"{process.last_line(Path(started.log))} (log: {started.log})"
-                )
-            try:
-                if ready():
-                    break
-            except (OSError, ApiError):
-                pass
-            if time.monotonic() > deadline:
-                raise ClusterError(
-                    f"{started.name} was not ready within {timeout:.0f} s: "
-                    f"{process.last_line(Path(started.log))} (log: {started.log})"
-                )
-            time.sleep(0.05)
-        started.ready_seconds = time.monotonic() - since
-        self.state.save()
+        """`spawn` NAME and `wait_ready` for it."""
+        self.spawn(name, argv, env=env, namespace=namespace, executable=executable)
+        self.wait_ready(name, ready, timeout=timeout)
 
     # -- clients ---------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from lightkube.resources.core_v1 import Pod
 
 from e2e import tools, traces
 from e2e.context import START_TIMEOUT, ClusterError, Context
+from e2e.poll import until
 
 SERVING = "knative.dev/serving"
 NETWORKING = "knative.dev/networking"
@@ -186,10 +187,11 @@ _STUCK = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContain
 def _wait_available(ctx: Context, name: str, deadline: float) -> None:
     """Until Deployment NAME has an available pod; a ClusterError naming it, with its pod's
     last words, as soon as the pod cannot start (it exited, or cannot be created)."""
-    while True:
+
+    def available() -> bool:
         deployment = ctx.client.get(Deployment, name, namespace=NAMESPACE)
         if deployment.status is not None and (deployment.status.availableReplicas or 0) >= 1:
-            return
+            return True
         selector = deployment.spec.selector.matchLabels if deployment.spec else None
         for pod in ctx.client.list(Pod, namespace=NAMESPACE, labels=selector or {"app": name}):
             for status in (pod.status.containerStatuses if pod.status else None) or []:
@@ -204,12 +206,16 @@ def _wait_available(ctx: Context, name: str, deadline: float) -> None:
                     )
                 if waiting is not None and waiting.reason in _STUCK:
                     raise ClusterError(f"knative-{name}: {waiting.reason}: {waiting.message}")
-        if time.monotonic() > deadline:
-            raise ClusterError(
-                f"knative-{name} was not available within {START_TIMEOUT:.0f} s "
-                f"(kubectl describe pods -n {NAMESPACE})"
-            )
-        time.sleep(0.2)
+        return False
+
+    try:
+        until(available, timeout=max(0.0, deadline - time.monotonic()),
+              what=f"knative-{name} available", initial=0.05, cap=0.2)  # fmt: skip
+    except TimeoutError:
+        raise ClusterError(
+            f"knative-{name} was not available within {START_TIMEOUT:.0f} s "
+            f"(kubectl describe pods -n {NAMESPACE})"
+        ) from None
 
 
 def _last_line(ctx: Context, pod: str) -> str:
@@ -231,9 +237,9 @@ def register_webhooks(ctx: Context) -> None:
         hook = ctx.client.get(MutatingWebhookConfiguration, "webhook.serving.knative.dev")
         return bool(hook.webhooks and hook.webhooks[0].clientConfig.caBundle)
 
-    deadline = started + 60
-    while not reconciled():
-        if time.monotonic() > deadline:
-            raise ClusterError("knative-webhook did not register its webhooks within 60 s")
-        time.sleep(0.1)
+    try:
+        until(reconciled, timeout=60, what="knative-webhook's registrations", initial=0.05,
+              cap=0.2)  # fmt: skip
+    except TimeoutError:
+        raise ClusterError("knative-webhook did not register its webhooks within 60 s") from None
     ctx.out(f"{'webhook registrations':<26}{time.monotonic() - started:>8.2f} s")

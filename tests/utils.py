@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +22,9 @@ from typing import Any
 
 import httpx2 as httpx
 
+from e2e.context import free_port
+from e2e.poll import until
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -31,13 +34,6 @@ def leibniz_reference(processes: int) -> float:
     positive = map(truediv, repeat(4.0), range(1, terms, 4))
     negative = map(truediv, repeat(-4.0), range(3, terms, 4))
     return math.fsum(chain(positive, negative))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -93,16 +89,16 @@ def run_service(startup_timeout: float = 15, **env: str) -> Iterator[RunningServ
 
 
 def wait_ready(running: RunningService, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Until the service answers /healthz with 200; RuntimeError with its stderr if it exits."""
+
+    def healthy() -> bool:
         if running.process.poll() is not None:
-            raise RuntimeError(f"service exited early: {running.process.stderr!r}")
-        try:
-            if httpx.get(f"{running.url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.02)
-    raise RuntimeError("service did not become healthy in time")
+            stderr = running.process.stderr.read() if running.process.stderr else ""
+            raise RuntimeError(f"service exited early with {running.process.returncode}: {stderr}")
+        return httpx.get(f"{running.url}/healthz", timeout=1).status_code == 200
+
+    until(healthy, timeout=timeout, what=f"{running.url}/healthz answers 200",
+          retry_on=(httpx.TransportError,), initial=0.01, cap=0.1)  # fmt: skip
 
 
 def health_during(url: str, request: str) -> tuple[int, list[float]]:
@@ -133,22 +129,24 @@ def health_during(url: str, request: str) -> tuple[int, list[float]]:
 def wait_in_flight(url: str, count: int, seconds: float = 20) -> None:
     """Until the service at ``url`` reports ``count`` requests in flight."""
     gauge = f"myfirstserverlessapp_requests_in_flight {count}.0"
-    deadline = time.monotonic() + seconds
-    while gauge not in httpx.get(f"{url}/metrics").text:
-        assert time.monotonic() < deadline, f"{count} requests never were in flight"
-        time.sleep(0.02)
+    until(lambda: gauge in httpx.get(f"{url}/metrics").text, timeout=seconds,
+          what=f"{count} requests in flight", initial=0.01, cap=0.1)  # fmt: skip
 
 
 def refused_within(url: str, seconds: float) -> bool:
     """True once a new connection to ``url`` is refused, within ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+
+    def refused() -> bool:
         try:
             httpx.get(url, timeout=1)
         except httpx.ConnectError:
             return True
-        time.sleep(0.05)
-    return False
+        return False
+
+    try:
+        return until(refused, timeout=seconds, what=f"{url} refuses", initial=0.02, cap=0.1)
+    except TimeoutError:
+        return False
 
 
 @dataclass
@@ -171,15 +169,15 @@ class ZipkinReceiver:
         return f"http://127.0.0.1:{self._server.server_address[1]}/api/v2/spans"
 
     def wait_for(self, count: int, timeout: float = 10) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while len(self.spans) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
+        """The spans received, once there are COUNT or TIMEOUT has passed."""
+        with contextlib.suppress(TimeoutError):
+            until(lambda: len(self.spans) >= count, timeout=timeout, what=f"{count} spans")
         return list(self.spans)
 
     def wait_for_posts(self, count: int, timeout: float = 10) -> int:
-        deadline = time.monotonic() + timeout
-        while self.posts < count and time.monotonic() < deadline:
-            time.sleep(0.05)
+        """The POSTs received, once there are COUNT or TIMEOUT has passed."""
+        with contextlib.suppress(TimeoutError):
+            until(lambda: self.posts >= count, timeout=timeout, what=f"{count} posts")
         return self.posts
 
     @contextmanager
@@ -201,10 +199,10 @@ class ZipkinReceiver:
                 self.end_headers()
 
             def do_GET(self) -> None:
-                # Jaeger's query API (/api/traces/ID) over what was received, as faas reads it.
+                # Zipkin's trace API (/api/v2/trace/ID) over what was received: 404 if none.
                 trace_id = self.path.rsplit("/", 1)[-1]
                 spans = [s for s in receiver.spans if s.get("traceId") == trace_id]
-                body = json.dumps(_jaeger_trace(trace_id, spans)).encode()
+                body = json.dumps(spans).encode() if spans else b"Trace not found"
                 self.send_response(200 if spans else 404)
                 self.send_header("content-length", str(len(body)))
                 self.end_headers()
@@ -224,32 +222,3 @@ class ZipkinReceiver:
             self._server.shutdown()
             self._server.server_close()
             thread.join(5)
-
-
-def _jaeger_trace(trace_id: str, spans: list[dict[str, Any]]) -> dict[str, Any]:
-    """Zipkin v2 spans as Jaeger's query API answers for one trace."""
-    services = sorted({s.get("localEndpoint", {}).get("serviceName", "?") for s in spans})
-    process = {name: f"p{i}" for i, name in enumerate(services, start=1)}
-    return {
-        "data": [
-            {
-                "traceID": trace_id,
-                "spans": [
-                    {
-                        "spanID": s["id"],
-                        "operationName": s["name"],
-                        "references": [{"refType": "CHILD_OF", "spanID": s["parentId"]}]
-                        if s.get("parentId")
-                        else [],
-                        "startTime": s["timestamp"],
-                        "duration": s.get("duration", 0),
-                        "processID": process[s.get("localEndpoint", {}).get("serviceName", "?")],
-                    }
-                    for s in spans
-                ],
-                "processes": {pid: {"serviceName": name} for name, pid in process.items()},
-            }
-        ]
-        if spans
-        else []
-    }

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from lightkube import Client, KubeConfig
 
 from e2e import node, tools
 from e2e.context import docker_client
+from e2e.poll import until
 
 ROOT = tools.ROOT
 PROJECT = "myfirstserverlessapp"
@@ -194,14 +194,16 @@ def _split(args: tuple[str, ...]) -> tuple[list[str], list[str], list[str]]:
 
 
 def eventually(check: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result is not None and result is not False:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f} s: {what}")
-        time.sleep(0.2)
+    """CHECK's first answer that is not None or False (e2e/poll.py's backoff, up to 1 s apart);
+    TimeoutError naming WHAT after TIMEOUT seconds."""
+    answered = until(lambda: _answered(check()), timeout=timeout, what=what, initial=0.1, cap=1.0)
+    assert answered is not None  # until returns a truthy answer
+    return answered[0]
+
+
+def _answered(result: T | None) -> tuple[T] | None:
+    """RESULT as a truthy tuple unless it is None or False (0 and "" are answers)."""
+    return None if result is None or result is False else (result,)
 
 
 def _local_base(kube: Kube) -> None:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import httpx2 as httpx
 import pytest
 
-from tests.utils import free_port
+from e2e.context import free_port
+from e2e.poll import until
 
 REPORT: dict[str, str] = {}
 
@@ -68,16 +69,17 @@ def start_container(image: str, name: str, *extra: str) -> Container:
         "--env", f"PORT={port}", "--env", "HOST=127.0.0.1", *extra, image,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = started + 30
-    while time.perf_counter() < deadline:
-        try:
-            if httpx.get(f"{url}/?in=10000&nap=0&processes=50", timeout=2).status_code == 200:
-                return Container(name, url, time.perf_counter() - started)
-        except httpx.TransportError:
-            time.sleep(0.01)
-    logs = docker("logs", name, check=False)
-    docker("rm", "--force", name, check=False)
-    raise RuntimeError(f"container gave no 200 within 30 s:\n{logs.stdout}{logs.stderr}")
+    try:
+        until(lambda: httpx.get(f"{url}/?in=10000&nap=0&processes=50", timeout=2).status_code
+              == 200, timeout=30, what="the container's first 200",
+              retry_on=(httpx.TransportError,), initial=0.01, cap=0.05)  # fmt: skip
+    except TimeoutError:
+        logs = docker("logs", name, check=False)
+        docker("rm", "--force", name, check=False)
+        raise RuntimeError(
+            f"container gave no 200 within 30 s:\n{logs.stdout}{logs.stderr}"
+        ) from None
+    return Container(name, url, time.perf_counter() - started)
 
 
 @pytest.fixture(scope="session")

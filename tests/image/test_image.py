@@ -18,7 +18,7 @@ import pytest
 from image.rootfs import trimmed
 from tests.dockerfile import trim_list
 from tests.image.conftest import REPORT, Container, docker, start_container
-from tests.utils import ZipkinReceiver
+from tests.utils import ZipkinReceiver, wait_in_flight
 
 EXPECTED_LINES = (
     "Method A calculated the highest prime below 10000 as 9973\n"
@@ -130,7 +130,7 @@ def test_docker_stop_drains_an_in_flight_request(image: str) -> None:
             )
         )
         request.start()
-        time.sleep(0.5)
+        wait_in_flight(running.url, 1)  # the request is in the app before the SIGTERM
         started = time.perf_counter()
         docker("stop", "--time", "10", running.name)
         stopped = time.perf_counter() - started

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.utils import free_port
+from e2e.context import free_port
 
 LABEL = "serving.knative.dev/service"
 

@@ -21,10 +21,12 @@ from typing import Any
 
 import httpx2 as httpx
 
+from e2e.context import free_port
 from e2e.pki import Authority
+from e2e.poll import until
 from ops import commands
 from ops.requester import Work
-from tests.utils import ROOT, free_port, run_service, wait_in_flight
+from tests.utils import ROOT, run_service, wait_in_flight
 
 HEAVY_CALLS = re.compile(r'myfirstserverlessapp_calls_total\{method="heavyLifting"\} ([0-9.]+)')
 IN_FLIGHT = re.compile(r"myfirstserverlessapp_requests_in_flight ([0-9.]+)")
@@ -128,10 +130,11 @@ def test_ctrl_c_prints_the_report_so_far() -> None:
         try:
             # Ctrl-C once requests arrive, when faas handles it; a fixed sleep could come before
             # the interpreter has started on a busy machine.
-            deadline = time.monotonic() + 60
-            while _metric(svc.url, HEAVY_CALLS) == before and time.monotonic() < deadline:
+            def arrived() -> bool:
                 assert process.poll() is None, process.communicate()
-                time.sleep(0.05)
+                return _metric(svc.url, HEAVY_CALLS) > before
+
+            until(arrived, timeout=60, what="faas load's first requests", cap=0.1)
             process.send_signal(signal.SIGINT)
             out, err = process.communicate(timeout=60)
         finally:

@@ -18,12 +18,13 @@ from typing import Any
 
 import pytest
 
+from e2e.context import free_port
 from ops import cli, commands
 from ops.kubeapi import Pacer
 from ops.requester import Work
 from ops.watch import READY, TERMINATING, WATCH_TRIES, Sample, Timeline, WatchError, watch_pods
 from tests.ops.fake_kube import FakeKube, running_fake_kube
-from tests.utils import free_port, run_service
+from tests.utils import run_service
 
 NAMESPACE = "hackathon-pi-knative"
 SERVICE = "myfirstserverlessapp"

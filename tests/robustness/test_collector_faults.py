@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx2 as httpx
 import pytest
 
-from tests.utils import ZipkinReceiver, free_port, run_service
+from e2e.context import free_port
+from tests.utils import ZipkinReceiver, run_service
 
 # 5 spans a request: enough for full batches of 512 spans at the SDK's defaults.
 REQUESTS = 300

@@ -9,7 +9,8 @@ import time
 import httpx2 as httpx
 import pytest
 
-from tests.utils import ZipkinReceiver, free_port, run_service
+from e2e.context import free_port
+from tests.utils import ZipkinReceiver, run_service
 
 # Enough spans (5 a request) for full batches of 512 at the SDK's defaults, and enough samples
 # for a p99 that machine noise moves little: between two identical services 0.87-1.05 measured
