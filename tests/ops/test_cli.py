@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
+from e2e.context import free_port
 from ops import cli, commands
 from ops.endpoint import Endpoint, OpsError, resolve
 from ops.requester import Work
-from tests.utils import ROOT, ZipkinReceiver, free_port, run_service, wait_in_flight
+from tests.utils import ROOT, ZipkinReceiver, run_service, wait_in_flight
 
 
 @pytest.fixture
