@@ -18,11 +18,6 @@ def requests_per_second(summary: str) -> float:
     return _figure("Requests/sec", summary)
 
 
-def average_seconds(summary: str) -> float:
-    """The average latency, in seconds, from hey's summary."""
-    return _figure("Average", summary)
-
-
 def table(header: str, rows: list[list[str]]) -> None:
     """Print a markdown table: ``header`` is its first line, every column after the first is
     right-aligned."""

@@ -3,15 +3,17 @@
     python -m benchmarks.run [--python PY] [--runs 10] [--seconds 5]
 
 The service and the bare Starlette app run under ``--python`` (`make bench` passes a venv with
-the image's runtime dependencies only). Load comes from Debian's `hey`; without it those rows
-say so. The deploy times need the local control plane (`make cluster-up`) and the Pulumi tools
-(`make tools`), the scaling figures (benchmarks/scaling.py) the control plane; without them
+the image's runtime dependencies only). Latency is every request's own, timed by faas load's
+engine; throughput comes from Debian's `hey` (without it that table says so). The deploy times
+need the local control plane (`make cluster-up`) and the Pulumi tools (`make tools`), the
+scaling figures (benchmarks/scaling.py) the control plane; without them
 those tables say so. Prints markdown tables.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import re
 import shutil
 import statistics
@@ -25,9 +27,10 @@ from pathlib import Path
 
 from benchmarks import coldstart
 from benchmarks.deploy import deploy_times
-from benchmarks.output import average_seconds, requests_per_second, table
+from benchmarks.output import requests_per_second, table
 from benchmarks.scaling import scaling
 from benchmarks.service_process import running_service
+from ops.requester import Run, Work, execute
 
 REQUESTS = ("/?in=10000&nap=0&processes=50", "/?in=100000&nap=0&processes=5000")
 # Exec to first 200 as a ratio to the bare app beside it: the app's share of a scale from zero.
@@ -71,10 +74,21 @@ def cold_start(python: str, runs: int) -> None:
     )
 
 
-def _hey(hey: str, url: str, args: list[str]) -> tuple[float, float]:
-    """(average latency in seconds, requests/sec) from one hey run."""
+def _requests_per_second(hey: str, url: str, args: list[str]) -> float:
+    """Requests/sec of one hey run."""
     out = subprocess.run([hey, *args, url], capture_output=True, text=True, check=True).stdout
-    return average_seconds(out), requests_per_second(out)
+    return requests_per_second(out)
+
+
+def _median_latency(url: str, seconds: float) -> float:
+    """The median of every request's own latency, in seconds, one at a time for SECONDS (faas
+    load's engine times each request with perf_counter: hey's summary and CSV give 0.1 ms)."""
+    work = Work(url=url, concurrency=1, duration=seconds, timeout=10)
+    run = asyncio.run(execute(Run(work)))
+    durations = [result.duration for result in run.results if result.status == 200]
+    if len(durations) != len(run.results) or not durations:
+        raise RuntimeError(f"{url}: {len(run.results) - len(durations)} requests failed")
+    return statistics.median(durations)
 
 
 def latency_and_throughput(python: str, seconds: float) -> None:
@@ -90,16 +104,16 @@ def latency_and_throughput(python: str, seconds: float) -> None:
     ):
         for path in REQUESTS:
             duration = f"{seconds:g}s"
-            s_lat, _ = _hey(hey, service.url + path, ["-z", duration, "-c", "1"])
-            b_lat, _ = _hey(hey, bare.url + path, ["-z", duration, "-c", "1"])
-            _, s_rps = _hey(hey, service.url + path, ["-z", duration, "-c", "11"])
-            _, b_rps = _hey(hey, bare.url + path, ["-z", duration, "-c", "11"])
-            rows.append([f"`{path}`", f"{s_lat * 1000:.2f}", f"{b_lat * 1000:.2f}",
-                         f"{s_lat / b_lat:.1f}", f"{s_rps:.0f}", f"{b_rps:.0f}",
+            s_lat = _median_latency(service.url + path, seconds)
+            b_lat = _median_latency(bare.url + path, seconds)
+            s_rps = _requests_per_second(hey, service.url + path, ["-z", duration, "-c", "11"])
+            b_rps = _requests_per_second(hey, bare.url + path, ["-z", duration, "-c", "11"])
+            rows.append([f"`{path}`", f"{s_lat * 1000:.3f}", f"{b_lat * 1000:.3f}",
+                         f"{s_lat / b_lat:.2f}", f"{s_rps:.0f}", f"{b_rps:.0f}",
                          f"{s_rps / b_rps:.2f}"])  # fmt: skip
     table(
-        "| request (hey, -z " + f"{seconds:g}s" + ") | latency c=1, service (ms) | bare (ms) "
-        "| ratio | req/s c=11, service | bare | ratio |",
+        f"| request, {seconds:g} s each | median latency c=1, service (ms) | bare (ms) | ratio "
+        "| req/s c=11 (hey), service | bare | ratio |",
         rows,
     )
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import yaml
-from lightkube import AsyncClient, KubeConfig
+from lightkube import AsyncClient
 from lightkube.resources.core_v1 import Pod
 from lightkube.types import on_error_retry
 
@@ -29,6 +29,8 @@ from benchmarks.output import table
 from e2e import node, process
 from e2e.cluster import Cluster
 from e2e.context import State
+from e2e.poll import until_async
+from ops import kubeapi
 from ops.requester import Result, Run, Work, execute
 from tests.e2e.kube import PROJECT, Kube, app_image_ref
 from tests.e2e.test_serving import manifests
@@ -112,8 +114,8 @@ def _percentiles(results: list[Result]) -> tuple[float, float]:
 
 
 async def _one_run(kube: Kube, image: str, namespace: str, seconds: float) -> Measured:
-    config = KubeConfig.from_file(kube.env["KUBECONFIG"])
-    client = AsyncClient(config=config)
+    # Paced as client-go paces a watch: lightkube's retries then never make a hot loop.
+    client = kubeapi.client(kubeapi.Pacer(), kubeconfig=kube.env["KUBECONFIG"])
     clock = PodClock()
     watching = asyncio.create_task(_watch(client, namespace, clock))
     try:
@@ -146,7 +148,8 @@ async def _one_run(kube: Kube, image: str, namespace: str, seconds: float) -> Me
             ),
             to_zero=gone - load_end,
             early=_percentiles([r for r in ok if r.start < 30]),
-            late=_percentiles([r for r in ok if r.start >= run.elapsed - 30]),
+            # Requests start until the load's duration ends (the last ones then take their nap).
+            late=_percentiles([r for r in ok if r.start >= work.duration - 30]),
             alone=alone,
             with_nine=statistics.median(clock.start_seconds(load_pods)),
             rss_mib=clock.peak_rss,
@@ -160,11 +163,10 @@ async def _one_run(kube: Kube, image: str, namespace: str, seconds: float) -> Me
 
 
 async def _until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"not within {timeout:.0f} s: {what}")
-        await asyncio.sleep(0.2)
+    async def checked() -> bool:
+        return check()
+
+    await until_async(checked, timeout=timeout, what=what, initial=0.05, cap=0.2)
 
 
 def scaling(runs: int = 3, seconds: float = 60.0) -> None:

@@ -87,12 +87,13 @@ class _PacedTransport(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-def client(pacer: Pacer) -> AsyncClient:
-    """A client for the current kubeconfig context ($KUBECONFIG, else ~/.kube/config), or a
-    KubeError naming the file and why it cannot be used."""
-    path = os.environ.get("KUBECONFIG", DEFAULT_KUBECONFIG)
+def client(pacer: Pacer, kubeconfig: str | None = None) -> AsyncClient:
+    """A client for the current context of KUBECONFIG (else $KUBECONFIG, else ~/.kube/config),
+    or a KubeError naming the file and why it cannot be used."""
+    path = kubeconfig or os.environ.get("KUBECONFIG", DEFAULT_KUBECONFIG)
     try:
-        config: SingleConfig | None = KubeConfig.from_env().get()
+        found = KubeConfig.from_file(kubeconfig) if kubeconfig else KubeConfig.from_env()
+        config: SingleConfig | None = found.get()
         assert config is not None, "no context"
         assert config.user is not None, "no user"
         verify = verify_cluster(config.cluster, config.user, config.abs_file)
