@@ -86,6 +86,24 @@ def validate_max_scale(args: Args, report_violation: Report) -> None:
         )
 
 
+def validate_readiness_from_zero(args: Args, report_violation: Report) -> None:
+    """The serving container has a readiness probe without a period: Knative's queue-proxy
+    probes aggressively (every 50 ms until ready) only then, so a pod started from zero takes
+    its first request as soon as it can answer."""
+    for index, container in _containers(args):
+        if not (container.get("ports") or index == 0):
+            continue
+        probe = container.get("readinessProbe")
+        if not probe:
+            report_violation(f"containers[{index}]: no readinessProbe", None)
+        elif probe.get("periodSeconds"):
+            report_violation(
+                f"containers[{index}]: readinessProbe.periodSeconds is {probe['periodSeconds']}; "
+                "leave it unset so that queue-proxy probes every 50 ms until the pod is ready",
+                None,
+            )
+
+
 def validate_istio_injection(args: Args, report_violation: Report) -> None:
     """Namespaces the stack creates or labels have Istio sidecar injection enabled."""
     if args.resource_type not in NAMESPACES:
@@ -100,5 +118,9 @@ RULES: dict[str, tuple[str, Callable[[Any, Report], None]]] = {
     "knative-resources": ("Containers set CPU and memory requests and limits.", validate_resources),
     "knative-image-digest": ("Images are pinned by digest.", validate_pinned_image),
     "knative-max-scale": ("max-scale is set and bounded.", validate_max_scale),
+    "knative-readiness-from-zero": (
+        "The readiness probe has no period: queue-proxy probes aggressively from zero.",
+        validate_readiness_from_zero,
+    ),
     "namespace-istio-injection": ("Namespaces are Istio-injected.", validate_istio_injection),
 }  # fmt: skip

@@ -63,6 +63,8 @@ def test_webhook_fills_in_knatives_defaults(kube: Kube, app_image: str, namespac
     assert template["spec"]["enableServiceLinks"] is False
     assert container["readinessProbe"]["successThreshold"] == 1
     assert container["readinessProbe"]["httpGet"]["port"] == 0
+    # No period is defaulted in: queue-proxy probes every 50 ms until ready (from zero).
+    assert container["readinessProbe"].get("periodSeconds", 0) == 0
     assert container["livenessProbe"]["httpGet"]["port"] == 0
     annotations = defaulted["metadata"]["annotations"]
     assert (

@@ -92,6 +92,16 @@ def test_the_bosun_stack_passes_every_rule(rule: str) -> None:
             lambda s: s["spec"]["template"]["metadata"]["annotations"].clear(),
             "autoscaling.knative.dev/max-scale is None",
         ),
+        (
+            "knative-readiness-from-zero",
+            lambda s: _container(s)["readinessProbe"].update(periodSeconds=2),
+            "containers[0]: readinessProbe.periodSeconds is 2; leave it unset",
+        ),
+        (
+            "knative-readiness-from-zero",
+            lambda s: _container(s).pop("readinessProbe"),
+            "containers[0]: no readinessProbe",
+        ),
     ],
 )
 def test_a_failing_service_is_reported(rule: str, change: Any, message: str) -> None:
