@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from lightkube import ApiError
 
@@ -154,6 +156,19 @@ def _preflight(ctx: Context) -> None:
     }
 
 
+class StopError(ClusterError):
+    """What `down` could not undo (everything else was): one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def _remove_tree(path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path)
+
+
 class Cluster:
     """The local control plane: ``start()`` brings it up, ``stop()`` takes it down."""
 
@@ -219,7 +234,8 @@ class Cluster:
         self.ctx.out(f"started {name} (pid {self._restartable(name).pid})")
 
     def start(self) -> None:
-        """Start every component in order; on any failure stop what started, then raise."""
+        """Start every component in order; on any failure stop what started, then raise that
+        failure (with what the stop could not undo as its notes)."""
         if Cluster.running():
             raise ClusterError("a local cluster is already running (make cluster-down first)")
         self.ctx.state = State.load() or State()
@@ -233,8 +249,12 @@ class Cluster:
         try:
             for step in STEPS:
                 step(self.ctx)
-        except BaseException:
-            self.stop(quiet=True)
+        except BaseException as error:
+            try:
+                self.stop(quiet=True)
+            except StopError as left:
+                for problem in left.problems:
+                    error.add_note(problem)
             raise
         for each in self.ctx.state.processes:
             each.rss_mib = process.rss_mib(each.pid)
@@ -242,36 +262,54 @@ class Cluster:
         self._report(time.monotonic() - started)
 
     def stop(self, *, quiet: bool = False) -> None:
-        """Stop every process by its PID (the stand-ins first), then remove the state."""
+        """Stop every process by its PID (the stand-ins first), then undo what the cluster did
+        to the machine and remove the state. Every step runs, whichever failed before it;
+        StopError then names each that failed."""
         # The state on disk: a component restarted by another process has its new PID there.
         ctx = self.ctx
         ctx.state = State.load() or ctx.state
+        problems: list[str] = []
+
+        def attempt(what: str, action: Callable[[], list[str] | None]) -> None:
+            try:
+                problems.extend(f"{what}: {left}" for left in action() or [])
+            except Exception as error:  # every step runs: each failure is told at the end
+                problems.append(f"{what}: {' '.join(str(error).split()) or type(error).__name__}")
+
         for each in reversed(ctx.state.processes):
             if each.name == "kubelet" and process.alive(each):
-                node.drain(ctx)  # its pods, while it can still stop them
+                attempt("drain the node", functools.partial(node.drain, ctx))
             if each.name == "dockerd" and process.alive(each) and ctx.state.docker_host:
-                images.clean_node(ctx)
-            process.stop(each)
-            if (child := ctx.children.pop(each.name, None)) is not None:
-                child.wait()  # reaped by process.stop; this records it (no zombie, no warning)
-            if not quiet:
-                ctx.out(f"stopped {each.name} (pid {each.pid})")
+                attempt("the node's images", functools.partial(images.clean_node, ctx))
+            before = len(problems)
+            attempt(f"stop {each.name}", functools.partial(process.stop, each))
+            child = ctx.children.pop(each.name, None)
+            if len(problems) == before:
+                if child is not None:
+                    child.wait()  # reaped by process.stop; this records it (no zombie, no warning)
+                if not quiet:
+                    ctx.out(f"stopped {each.name} (pid {each.pid})")
         if ctx.state.bridge:  # a cluster of ours ran: what its node and kube-proxy left
-            node.clean(ctx)
-            proxy.cleanup(ctx.state.kube_chains)
-        for name in netns.owned():
-            netns.delete(name)
-        netns.delete_bridge()
+            attempt("the node", functools.partial(node.clean, ctx))
+            attempt("kube-proxy's rules", functools.partial(proxy.cleanup, ctx.state.kube_chains))
+        owned: list[str] = []
+        attempt("network namespaces", lambda: owned.extend(netns.owned()))
+        for name in owned:
+            attempt(f"network namespace {name}", functools.partial(netns.delete, name))
+        attempt("the bridge", netns.delete_bridge)
         if ctx.state.blackhole:
-            netns.remove_blackhole(ctx.state.blackhole)
-        netns.restore_sysctls(ctx.state.sysctls)
-        shutil.rmtree(STATE, ignore_errors=True)
+            blackhole = ctx.state.blackhole
+            attempt("the blackhole route", functools.partial(netns.remove_blackhole, blackhole))
+        attempt("sysctls", functools.partial(netns.restore_sysctls, ctx.state.sysctls))
+        attempt("the state", functools.partial(_remove_tree, STATE))
         # dockerd bind-mounts the host's network namespace at <exec-root>/netns/default for the
         # first host-network container and leaves it mounted when it exits.
-        process.unmount_below(RUN)
-        shutil.rmtree(RUN, ignore_errors=True)
+        attempt("mounts", functools.partial(process.unmount_below, RUN))
+        attempt("the run directory", functools.partial(_remove_tree, RUN))
         ctx.state = State()
         ctx.close()
+        if problems:
+            raise StopError(problems)
 
     def _report(self, seconds: float) -> None:
         out, processes = self.ctx.out, self.ctx.state.processes
@@ -357,16 +395,26 @@ def main(argv: list[str] | None = None) -> int:
         if args.component is not None:
             return _component(args.command, args.component)
         return commands[args.command]()
-    except (ClusterError, netns.NetworkError, tools.ToolError) as error:
-        print(f"cluster: {error}", file=sys.stderr)
+    except (ClusterError, netns.NetworkError, tools.ToolError, TimeoutError) as error:
+        _tell(error.problems if isinstance(error, StopError) else [str(error)], error)
         return 1
     except ApiError as error:  # the API server refused what a component applied
-        print(f"cluster: the API server refused a request: {error.status.message}",
-              file=sys.stderr)  # fmt: skip
+        _tell([f"the API server refused a request: {error.status.message}"], error)
         return 1
-    except KeyboardInterrupt:
-        print("cluster: interrupted; everything started was stopped", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        told = "interrupted" if _notes(interrupt) else "interrupted; everything started was stopped"
+        _tell([told], interrupt)
         return 130
+
+
+def _notes(error: BaseException) -> list[str]:
+    return list(getattr(error, "__notes__", []))
+
+
+def _tell(lines: list[str], error: BaseException) -> None:
+    """LINES, then what the stop after a failed start could not undo: one line each."""
+    for line in [*lines, *_notes(error)]:
+        print(f"cluster: {line}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -239,7 +239,10 @@ class Context:
                 cwd=STATE,
                 start_new_session=True,
             )
-        started = process.Process(name, child.pid, executable or Path(argv[0]).name, str(log))
+        started = process.Process(
+            name, child.pid, executable or Path(argv[0]).name, str(log),
+            create_time=process.create_time(child.pid),
+        )  # fmt: skip
         # A restarted component keeps its place (components stop in the reverse order).
         names = [p.name for p in self.state.processes]
         if name in names:

@@ -21,10 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 CLUSTER_RANGE = ipaddress.ip_network("198.51.100.0/24")  # TEST-NET-2: all of the cluster's
 NETWORK = ipaddress.ip_network("198.51.100.0/25")  # the bridge: node, components, pods
@@ -83,8 +87,16 @@ def create_bridge() -> None:
     ip("link", "set", BRIDGE, "up")
 
 
+def _remove(stays: Callable[[], bool], *args: str) -> None:
+    """`ip ARGS`, which removes something: NetworkError if that failed and it STAYS (not if
+    it was gone already)."""
+    result = ip(*args, check=False)
+    if result.returncode != 0 and stays():
+        raise NetworkError(f"ip {' '.join(args)}: {result.stderr.strip()}")
+
+
 def delete_bridge() -> None:
-    ip("link", "del", BRIDGE, check=False)
+    _remove(lambda: ip("link", "show", BRIDGE, check=False).returncode == 0, "link", "del", BRIDGE)
 
 
 def host_interface(address: str) -> str:
@@ -118,20 +130,25 @@ def create(name: str, address: str) -> None:
     try:
         _wire(name, address)
     except NetworkError:
-        delete(name)
+        with contextlib.suppress(NetworkError):  # the first error is the one to tell
+            delete(name)
         raise
 
 
 def delete(name: str) -> None:
     """Remove namespace ``name``; its veth pair goes with it once no process holds it."""
-    ip("netns", "del", name, check=False)
+    _remove(lambda: name in namespaces(), "netns", "del", name)
     shutil.rmtree(_ETC_NETNS / name, ignore_errors=True)
+
+
+def namespaces() -> list[str]:
+    """The machine's named network namespaces."""
+    return [line.split()[0] for line in ip("netns", "list").stdout.splitlines() if line.strip()]
 
 
 def owned() -> list[str]:
     """The namespaces the harness made (by their prefix)."""
-    names = [line.split()[0] for line in ip("netns", "list").stdout.splitlines() if line.strip()]
-    return [name for name in names if name.startswith(PREFIX)]
+    return [name for name in namespaces() if name.startswith(PREFIX)]
 
 
 def exec_prefix(name: str) -> list[str]:
@@ -151,24 +168,54 @@ def leaves_the_machine(address: str) -> bool:
     return " dev eth0" in f" {route(address)} "
 
 
+@dataclass(frozen=True)
+class Route:
+    """One of the host's IPv4 routes: its type as `ip route` names it (unicast, local,
+    broadcast, blackhole, unreachable, prohibit, throw, multicast, ...) and its destination
+    (None: the default route)."""
+
+    type: str
+    network: ipaddress.IPv4Network | None
+    table: str = "main"
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.network or 'default'} table {self.table}"
+
+
+def parse_routes(output: str) -> list[Route]:
+    """The routes in `ip -json -4 route show`'s OUTPUT (which names a type only if it is not
+    unicast, and a table only if it is not main)."""
+
+    def parsed(entry: dict[str, Any]) -> Route:
+        to = entry["dst"].strip()
+        network = None if to == "default" else ipaddress.IPv4Network(to, strict=False)
+        return Route(entry.get("type", "unicast"), network, str(entry.get("table", "main")))
+
+    try:
+        return [parsed(entry) for entry in json.loads(output)]
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise NetworkError(f"ip route: unreadable output ({error}): {output[:200]}") from None
+
+
+def routes() -> list[Route]:
+    """The host's IPv4 routes, in every table."""
+    return parse_routes(ip("-json", "-4", "route", "show", "table", "all").stdout)
+
+
 def blackhole_services() -> bool:
     """The blackhole route for the Services' range, before anything can send to it. Refused
-    if the range is routed anywhere already, or if the host talks to an address in it (a
-    network this machine uses, however it is routed). False if the host had the route already
-    (it stays when the cluster goes)."""
+    if a route of any other type covers part of the range already (even one that drops or
+    rejects: `down` would remove it), or if the host talks to an address in it (a network this
+    machine uses, however it is routed). False if the host had the route already (it stays
+    when the cluster goes)."""
     require_root()
     had = False
-    for line in ip("-4", "route", "show", "table", "all").stdout.splitlines():
-        fields = line.split()
-        if not fields or fields[0] in ("local", "broadcast"):
+    for route in routes():
+        if route.network is None or not route.network.overlaps(SERVICE_NETWORK):
             continue
-        destination = fields[1] if fields[0] in ("blackhole", "unreachable") else fields[0]
-        if destination == "default":
-            continue
-        network = ipaddress.ip_network(destination, strict=False)
-        if network.overlaps(SERVICE_NETWORK) and fields[0] != "blackhole":
-            raise NetworkError(f"{SERVICE_NETWORK} is already routed: {line}")
-        had = had or (fields[0] == "blackhole" and network == SERVICE_NETWORK)
+        if route.type != "blackhole":
+            raise NetworkError(f"{SERVICE_NETWORK} is already routed: {route}")
+        had = had or route.network == SERVICE_NETWORK
     if used := sorted(a for a in addresses_in_use() if a in SERVICE_NETWORK):
         raise NetworkError(f"{SERVICE_NETWORK} is in use by this machine: {used[0]}")
     ip("route", "replace", "blackhole", str(SERVICE_NETWORK))
@@ -197,7 +244,12 @@ def addresses_in_use() -> set[ipaddress.IPv4Address]:
 
 
 def remove_blackhole(network: str) -> None:
-    ip("route", "del", "blackhole", network, check=False)
+    def stays() -> bool:
+        wanted = ipaddress.IPv4Network(network)
+        return any(r.type == "blackhole" and r.network == wanted and r.table == "main"
+                   for r in routes())  # fmt: skip
+
+    _remove(stays, "route", "del", "blackhole", network)
 
 
 def sysctl(key: str) -> str | None:
@@ -220,6 +272,13 @@ def set_sysctls(wanted: dict[str, str]) -> dict[str, str]:
 
 
 def restore_sysctls(before: dict[str, str]) -> None:
+    """Write back what the host had (BEFORE, from set_sysctls): every one, then NetworkError
+    naming those that could not be."""
+    failed = []
     for key, value in before.items():
-        with contextlib.suppress(OSError):
+        try:
             (_SYSCTL / key).write_text(value)
+        except OSError as error:
+            failed.append(f"/proc/sys/{key} = {value}: {error.strerror or error}")
+    if failed:
+        raise NetworkError("; ".join(failed))

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 from lightkube.resources.core_v1 import Node
 
@@ -42,6 +41,7 @@ from e2e.context import (
     require,
 )
 from e2e.images import registry_address
+from e2e.poll import until
 
 CONTAINERD = STATE / "containerd"  # its root: images and snapshots, gone with the cluster
 CONTAINERD_STATE = RUN / "containerd"
@@ -52,6 +52,8 @@ KUBELET_ROOT = RUN / "kubelet"
 CGROUP_ROOT = "/mfsa"
 CGROUPS = Path("/sys/fs/cgroup")
 K8S_NAMESPACE = "k8s.io"  # containerd's namespace for the CRI's containers and images
+CTR_TIMEOUT = 60.0
+DRAIN_TIMEOUT = 60.0  # for the kubelet to stop every pod's containers
 
 
 def containerd_config(registry: str, pause_image: str) -> str:
@@ -163,11 +165,14 @@ def kubelet_config(*, port: int, healthz: int, resolv_conf: Path) -> dict[str, A
 
 
 def ctr(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-    """containerd's own client, in the CRI's namespace."""
-    return subprocess.run(
-        ["ctr", f"--address={CONTAINERD_SOCKET}", f"--namespace={K8S_NAMESPACE}", *args],
-        capture_output=True, text=True, check=check, timeout=60,
-    )  # fmt: skip
+    """containerd's own client, in the CRI's namespace; ClusterError if it does not answer."""
+    try:
+        return subprocess.run(
+            ["ctr", f"--address={CONTAINERD_SOCKET}", f"--namespace={K8S_NAMESPACE}", *args],
+            capture_output=True, text=True, check=check, timeout=CTR_TIMEOUT,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise ClusterError(f"ctr {' '.join(args)}: no answer within {CTR_TIMEOUT:g} s") from None
 
 
 def containerd(ctx: Context) -> None:
@@ -181,16 +186,12 @@ def containerd(ctx: Context) -> None:
     (CNI_CONF / "10-mfsa.conflist").write_text(json.dumps(cni_config(), indent=2))
     config = STATE / "containerd.toml"
     config.write_text(containerd_config(registry, ctx.state.images["pause"]))
-    ctx.state.netns_before = sorted(_network_namespaces())
+    ctx.state.netns_before = sorted(netns.namespaces())
     ctx.start(
         "containerd",
         [require("containerd", "containerd"), f"--config={config}"],
         lambda: ctr("version").returncode == 0,
     )
-
-
-def _network_namespaces() -> set[str]:
-    return {line.split()[0] for line in netns.ip("netns", "list").stdout.splitlines() if line}
 
 
 def kubelet(ctx: Context) -> None:
@@ -250,55 +251,71 @@ def _cgroup_root() -> None:
 
 def drain(ctx: Context) -> None:
     """Every pod off the node while the kubelet still runs, as `kubectl drain` would, but
-    forcing: it stops their containers and tears their networks down (CNI DEL)."""
-    with contextlib.suppress(ClusterError):
+    forcing: it stops their containers and tears their networks down (CNI DEL). An API server
+    that does not answer is no error (`clean` kills what is left); ToolError without kubectl,
+    ClusterError if ctr does not answer, TimeoutError if containers stay."""
+    try:
         ctx.kubectl("cordon", NODE_NAME)
         ctx.kubectl("delete", "pods", "--all", "--all-namespaces", "--force",
                     "--grace-period=0", "--wait=false")  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and ctr("containers", "list", "--quiet").stdout.split():
-        time.sleep(0.5)
+    except ClusterError:
+        return  # no pod was deleted: nothing to wait for
+    until(lambda: not ctr("containers", "list", "--quiet").stdout.split(),
+          timeout=DRAIN_TIMEOUT, what="the kubelet stops every pod's containers")  # fmt: skip
 
 
-def clean(ctx: Context) -> None:
+def clean(ctx: Context) -> list[str]:
     """What the node leaves once its processes are stopped: containers still running under
-    containerd's shims, mounts, the CRI's network namespaces, the kubelet's cgroups."""
-    for pid in pods():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, 9)
+    containerd's shims (killed, and waited for), mounts, the kubelet's cgroups, the CRI's
+    network namespaces. Returns what stays, one line each."""
+    problems = _kill(pods())
     process.unmount_below(KUBELET_ROOT)
     process.unmount_below(CONTAINERD_STATE)
     process.unmount_below(CONTAINERD)
+    problems += [stays for path in _cgroups() if (stays := _remove_cgroup(path))]
     before = set(ctx.state.netns_before)
-    for name in _network_namespaces() - before:
-        if name.startswith("cni-"):
+    for name in netns.namespaces():
+        if name.startswith("cni-") and name not in before:
             netns.delete(name)
-    for path in _cgroups():
-        _remove_cgroup(path)
+    return problems
+
+
+def _kill(pids: list[int]) -> list[str]:
+    """SIGKILL each of PIDS and wait until they are gone: those that stay, one line each."""
+    killed = []
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            found = psutil.Process(pid)
+            found.kill()
+            killed.append(found)
+    _, staying = psutil.wait_procs(killed, timeout=process.KILL_TIMEOUT)
+    return [f"pod process {p.pid} still runs {process.KILL_TIMEOUT:g} s after SIGKILL"
+            for p in sorted(staying, key=lambda p: p.pid)]  # fmt: skip
 
 
 def pods() -> list[int]:
     """containerd's shims and what runs under them: the pods' processes (a shim is started
     apart from containerd, and outlives it)."""
     pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            if b"containerd-shim-runc-v2" in cmdline[0] and str(CONTAINERD_STATE).encode() in (
-                b" ".join(cmdline)
-            ):
-                pids += process.descendants(int(proc.name))
+    for shim in psutil.process_iter(["cmdline"]):
+        argv: list[str] = shim.info["cmdline"] or [""]
+        if "containerd-shim-runc-v2" in argv[0] and str(CONTAINERD_STATE) in " ".join(argv):
+            pids += process.descendants(shim.pid)
     return pids
 
 
-def _remove_cgroup(path: Path) -> None:
-    """A cgroup and every cgroup below it, innermost first (their processes are gone)."""
+def _remove_cgroup(path: Path) -> str | None:
+    """A cgroup and every cgroup below it, innermost first (their processes are gone): the
+    first that stays, if one does."""
     if not path.is_dir():
-        return
-    for child in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-        with contextlib.suppress(OSError):
-            child.rmdir()
-    with contextlib.suppress(OSError):
-        path.rmdir()
+        return None
+    inner = sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+    stays = None
+    for each in [*inner, path]:
+        try:
+            each.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            stays = stays or f"cgroup {each} stays: {error.strerror or error}"
+    return stays

@@ -1,5 +1,6 @@
-"""Process supervision for the local cluster: is a component still the program it was started
-as, how much memory it holds, and stopping it by its PID (SIGTERM, then SIGKILL)."""
+"""Process supervision for the local cluster: is a component still the process it was started
+as, how much memory it holds, and stopping it by its PID (SIGTERM, then SIGKILL). psutil reads
+/proc; e2e/poll.py does the waiting."""
 
 from __future__ import annotations
 
@@ -7,54 +8,76 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
+
+from e2e.poll import until
+
+# How far a process's create_time, read again, may be from the one recorded when it started:
+# it is computed from the boot time, which moves with the system clock. A reused PID belongs
+# to a process started after ours ended, which is much later than this.
+SAME_START = 1.0
+KILL_TIMEOUT = 10.0  # after SIGKILL: more than this, and the process is reported as staying
 
 
 @dataclass
 class Process:
     name: str
     pid: int
-    executable: str  # what /proc/PID/cmdline names: tells a reused PID from ours
+    executable: str  # the program's name, as its command line shows it
     log: str
     ready_seconds: float = 0.0
     rss_mib: float = 0.0
+    # psutil's create_time when it was started: tells a reused PID from ours. None: unknown (a
+    # state file written before it was recorded), and the command line is matched instead.
+    create_time: float | None = None
+
+
+def create_time(pid: int) -> float | None:
+    """When PID started (seconds since the epoch), or None if there is no such process."""
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
 
 
 def alive(process: Process) -> bool:
-    """True if ``process.pid`` still runs the program it was started as."""
+    """True if ``process.pid`` is still the process that was started (not a zombie)."""
     try:
-        cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
+        found = psutil.Process(process.pid)
+        if found.status() == psutil.STATUS_ZOMBIE:
+            return False
+        if process.create_time is not None:
+            return abs(found.create_time() - process.create_time) < SAME_START
+        argv = found.cmdline()
+        if not argv:  # it exits: its memory is gone, its name (15 characters) stays till reaped
+            return bool(found.name() == process.executable[:15])
+        return any(
+            part == process.executable or os.path.basename(part) == process.executable
+            for part in argv
+        )
+    except psutil.Error:
         return False
-    return any(part.endswith(os.fsencode(process.executable)) for part in cmdline if part)
 
 
 def children(pid: int) -> list[int]:
-    pids: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError):
-                pids += [int(p) for p in (task / "children").read_text().split()]
-    return pids
+    with contextlib.suppress(psutil.Error):
+        return [child.pid for child in psutil.Process(pid).children()]
+    return []
 
 
 def descendants(pid: int) -> list[int]:
     """PID and every process below it (dockerd's containerd, its shims and their containers)."""
-    found, queue = [], [pid]
-    while queue:
-        current = queue.pop()
-        found.append(current)
-        queue += children(current)
-    return found
+    with contextlib.suppress(psutil.Error):
+        return [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+    return [pid]
 
 
 def rss_bytes(pid: int) -> int:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
+    with contextlib.suppress(psutil.Error):
+        return int(psutil.Process(pid).memory_info().rss)
     return 0
 
 
@@ -63,21 +86,29 @@ def rss_mib(pid: int) -> float:
     return sum(rss_bytes(p) for p in [pid, *children(pid)]) / 2**20
 
 
+def _gone(process: Process) -> bool:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(process.pid, os.WNOHANG)  # reaped if it is our child
+    return not alive(process)
+
+
+def _signal(process: Process, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(process.pid, sig)
+
+
 def stop(process: Process, timeout: float = 15) -> None:
+    """SIGTERM, then SIGKILL if it still runs after TIMEOUT; returns once it is gone.
+    TimeoutError if it outlives its SIGKILL by KILL_TIMEOUT."""
     if not alive(process):
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and alive(process):
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(process.pid, os.WNOHANG)
-        time.sleep(0.05)
-    if alive(process):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(process.pid, 0)
+    _signal(process, signal.SIGTERM)
+    try:
+        until(lambda: _gone(process), timeout=timeout, what="exit on SIGTERM", cap=0.25)
+    except TimeoutError:
+        _signal(process, signal.SIGKILL)
+        until(lambda: _gone(process), timeout=KILL_TIMEOUT, cap=0.25,
+              what=f"{process.name} (pid {process.pid}) exits on SIGKILL")  # fmt: skip
 
 
 def mounts_below(root: Path) -> list[Path]:
@@ -104,14 +135,9 @@ def running_with(marker: str, programs: tuple[str, ...]) -> list[tuple[int, str]
     """The processes of PROGRAMS (by the name of their executable) whose command line names
     MARKER: (pid, program)."""
     found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        program = os.path.basename(os.fsdecode(argv[0]))
-        if program in programs and any(marker in os.fsdecode(arg) for arg in argv[1:]):
-            found.append((int(proc.name), program))
+    for each in psutil.process_iter(["cmdline"]):
+        argv: list[str] = each.info["cmdline"] or []
+        program = os.path.basename(argv[0]) if argv else ""
+        if program in programs and any(marker in arg for arg in argv[1:]):
+            found.append((each.pid, program))
     return sorted(found)

@@ -4,10 +4,11 @@ docs/local-cluster.md lists changed."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
-from e2e import knative, traces
+from e2e import knative, netns, traces
 from e2e.context import ClusterError
 
 ENDPOINT = traces.OTLP_HTTP
@@ -55,8 +56,21 @@ def test_only_the_listed_settings_differ_from_a_stock_install(
     assert deployment["registries-skipping-tag-resolving"].endswith(",127.0.0.1:5000")
 
 
-def test_the_otlp_endpoint_is_the_trace_stores_collector_service() -> None:
-    assert ENDPOINT == "http://jaeger-collector.istio-system.svc.cluster.local:4318/v1/traces"
+def test_knatives_spans_go_to_a_service_the_trace_store_publishes_on_its_otlp_http_port(
+    config: dict[str, dict[str, str]],
+) -> None:
+    """The endpoint Knative is given resolves, in the cluster's DNS, to one of the Services
+    published for the trace store, on a port of it that takes OTLP over HTTP."""
+    observability = config["config-observability"]
+    endpoint = urlsplit(observability["tracing-endpoint"])
+    assert endpoint.hostname is not None
+    name, namespace, *domain = endpoint.hostname.split(".")
+    assert ".".join(domain) == f"svc.{netns.CLUSTER_DOMAIN}"
+    published = {(s["metadata"]["name"], s["metadata"]["namespace"]): s for s in traces.SERVICES}
+    assert (name, namespace) in published, f"{name}.{namespace} is not published"
+    ports = {p["port"]: p["name"] for p in published[name, namespace]["spec"]["ports"]}
+    assert ports.get(endpoint.port) == "http-otlp"
+    assert (observability["tracing-protocol"], endpoint.path) == ("http/protobuf", "/v1/traces")
 
 
 def test_knatives_images_are_the_ones_built_here() -> None:

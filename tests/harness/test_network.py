@@ -4,9 +4,13 @@ Corefile, kube-proxy's configuration and the trace store's Services (no cluster,
 from __future__ import annotations
 
 import ipaddress
+import json
+import subprocess
 from pathlib import Path
 
-from e2e import dns, netns, proxy, traces
+import pytest
+
+from e2e import dns, netns, proxy
 
 DOCUMENTATION = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24",
                                                    "203.0.113.0/24")]  # fmt: skip
@@ -49,11 +53,24 @@ def test_a_pods_resolv_conf_is_the_kubelets_cluster_first() -> None:
     ]
 
 
-def test_forwarding_needs_only_these_sysctls_and_they_are_restored() -> None:
+def test_forwarding_needs_only_these_sysctls_and_they_are_restored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert netns.SYSCTLS == {
         "net/ipv4/ip_forward": "1",
         "net/bridge/bridge-nf-call-iptables": "1",
     }
+    # /proc/sys as a host with forwarding off has it: set, then written back as it was.
+    monkeypatch.setattr(netns, "_SYSCTL", tmp_path)
+    host = {"net/ipv4/ip_forward": "0", "net/bridge/bridge-nf-call-iptables": "0"}
+    for key, value in host.items():
+        (tmp_path / key).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / key).write_text(value)
+    before = netns.set_sysctls(netns.SYSCTLS)
+    assert before == host
+    assert {key: netns.sysctl(key) for key in host} == netns.SYSCTLS
+    netns.restore_sysctls(before)
+    assert {key: netns.sysctl(key) for key in host} == host
 
 
 def test_coredns_answers_for_the_cluster_domain_through_its_kubeconfig_and_forwards_nothing() -> (
@@ -89,12 +106,54 @@ def test_kube_proxy_routes_services_by_iptables_and_leaves_the_hosts_settings_al
     assert config["conntrack"]["tcpEstablishedTimeout"] == "0s"
 
 
-def test_the_trace_store_is_published_as_istios_tracing_addon() -> None:
-    names = {s["metadata"]["name"]: [p["port"] for p in s["spec"]["ports"]]
-             for s in traces.SERVICES}  # fmt: skip
-    assert names == {"zipkin": [9411], "jaeger-collector": [4317, 4318], "tracing": [16686]}
-    assert all(s["metadata"]["namespace"] == "istio-system" for s in traces.SERVICES)
-    config = traces.configuration("198.51.100.7")
-    assert config["receivers"]["zipkin"] == {"endpoint": "198.51.100.7:9411"}
-    assert config["extensions"]["jaeger_query"]["http"] == {"endpoint": "198.51.100.7:16686"}
-    assert config["service"]["pipelines"]["traces"]["receivers"] == ["otlp", "zipkin"]
+# `ip -json -4 route show table all` on a host with a route of each type (iproute2 names the
+# type only if it is not unicast, the table only if it is not main).
+ROUTES = [
+    {"dst": "default", "gateway": "192.0.2.1", "dev": "eth0"},
+    {"dst": "192.0.2.0/24", "dev": "eth0", "protocol": "kernel", "prefsrc": "192.0.2.2"},
+    {"type": "prohibit", "dst": "10.1.0.0/16"},
+    {"type": "throw", "dst": "10.2.0.0/16", "table": "100"},
+    {"type": "unreachable", "dst": "10.3.0.0/16"},
+    {"type": "blackhole", "dst": "10.4.0.0/16"},
+    {"type": "multicast", "dst": "239.1.0.0/16", "dev": "eth0", "table": "local"},
+    {"type": "local", "dst": "127.0.0.1", "dev": "lo", "table": "local"},
+    {"type": "broadcast", "dst": "192.0.2.255", "dev": "eth0", "table": "local"},
+]
+
+
+def test_routes_of_every_type_are_read_with_their_type_and_destination() -> None:
+    routes = [str(route) for route in netns.parse_routes(json.dumps(ROUTES))]
+    assert routes == [
+        "unicast default table main",
+        "unicast 192.0.2.0/24 table main",
+        "prohibit 10.1.0.0/16 table main",
+        "throw 10.2.0.0/16 table 100",
+        "unreachable 10.3.0.0/16 table main",
+        "blackhole 10.4.0.0/16 table main",
+        "multicast 239.1.0.0/16 table local",
+        "local 127.0.0.1/32 table local",
+        "broadcast 192.0.2.255/32 table local",
+    ]
+    with pytest.raises(netns.NetworkError, match=r"^ip route: unreadable output"):
+        netns.parse_routes('[{"type": "unicast", "dst": "not-a-network"}]')
+
+
+@pytest.mark.parametrize(("had", "added"), [([], True), (["198.51.100.0/24"], True),
+                                             ([str(netns.SERVICE_NETWORK)], False)])  # fmt: skip
+def test_the_services_blackhole_is_added_unless_the_host_has_it(
+    monkeypatch: pytest.MonkeyPatch, had: list[str], added: bool
+) -> None:
+    """Among routes of every type; a blackhole route the host had for the range stays (one
+    for a wider range is no reason not to add it)."""
+    table = [*ROUTES, *({"type": "blackhole", "dst": network} for network in had)]
+    commands: list[tuple[str, ...]] = []
+
+    def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        commands.append(args)
+        return subprocess.CompletedProcess(["ip", *args], 0, json.dumps(table), "")
+
+    monkeypatch.setattr(netns, "ip", ip)
+    monkeypatch.setattr(netns, "require_root", lambda: None)
+    monkeypatch.setattr(netns, "addresses_in_use", set)
+    assert netns.blackhole_services() is added
+    assert commands[-1] == ("route", "replace", "blackhole", str(netns.SERVICE_NETWORK))

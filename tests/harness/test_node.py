@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import os
+import signal
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
-from e2e import netns, node
+from e2e import netns, node, poll, process
 
 REGISTRY = "127.0.0.1:5000"
 PAUSE = f"{REGISTRY}/mfsa/pause@sha256:" + "ab" * 32
@@ -60,3 +64,27 @@ def test_the_kubelet_serves_on_the_node_with_the_clusters_dns_and_this_machines_
     assert config["containerRuntimeEndpoint"] == f"unix://{node.CONTAINERD_SOCKET}"
     assert (config["cgroupDriver"], config["cgroupRoot"]) == ("cgroupfs", node.CGROUP_ROOT)
     assert config["failCgroupV1"] is False  # these machines' cgroups are v1
+
+
+def test_the_pods_are_the_processes_under_the_nodes_shims(tmp_path: Path) -> None:
+    """A shim of this node's containerd (by its state directory) and what runs under it; not
+    another containerd's shim."""
+    container = "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"
+    shims = [
+        subprocess.Popen(
+            ["containerd-shim-runc-v2", "-c", container,
+             f"-address={state}/containerd.sock"],
+            executable=sys.executable,
+        )
+        for state in (node.CONTAINERD_STATE, tmp_path / "other")
+    ]  # fmt: skip
+    try:
+        for shim in shims:
+            poll.until(lambda: len(process.descendants(shim.pid)) == 2,  # noqa: B023
+                       timeout=10, what="the container runs")  # fmt: skip
+        assert node.pods() == process.descendants(shims[0].pid)
+    finally:
+        for shim in shims:
+            for pid in reversed(process.descendants(shim.pid)):
+                os.kill(pid, signal.SIGKILL)
+            shim.wait()
