@@ -81,6 +81,7 @@ def _env_file(ctx: Context) -> None:
 # The cluster, in the order it starts. Adding a component is a module and a line here.
 STEPS: tuple[Step, ...] = (
     _network,
+    traces.spawn_zipkin,  # a JVM: it starts while the others do, and is waited for below
     controlplane.certificates,
     controlplane.etcd,
     controlplane.apiserver,
@@ -106,7 +107,7 @@ STEPS: tuple[Step, ...] = (
 RESTARTABLE: dict[str, Step] = {
     "registry": images.registry,
     "kube-proxy": proxy.run,
-    "jaeger": traces.run,
+    "zipkin": traces.run_zipkin,
 }
 
 
@@ -146,6 +147,7 @@ def _preflight(ctx: Context) -> None:
     require("iptables", "iptables")  # kube-proxy's rules
     require("containerd", "containerd")  # the node's container runtime (with docker.io)
     require("ctr", "containerd")
+    require("java", "openjdk-17-jre-headless")  # Zipkin's server
     if not (node.CNI_BIN / "bridge").exists():
         raise ClusterError(f"{node.CNI_BIN}/bridge: not found; install containernetworking-plugins")
     docker_client()

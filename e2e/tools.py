@@ -1,8 +1,10 @@
-"""`python -m e2e.tools`: build the pinned Go tools of the local control plane into build/bin.
+"""`python -m e2e.tools`: the pinned tools of the local control plane, into build/bin.
 
-Each tool comes from a Go module under tools/ (go.mod and go.sum pin every version), built with
-the Go module proxy as the only source. A tool is rebuilt only when its pin changes: its stamp
-(build/bin/.stamps/NAME) records what it was built from. Every tool's version is printed.
+Each Go tool comes from a Go module under tools/ (go.mod and go.sum pin every version), built
+with the Go module proxy as the only source. A tool is rebuilt only when its pin changes: its
+stamp (build/bin/.stamps/NAME) records what it was built from. Each Java tool (Zipkin) is a
+Maven artifact pinned by its coordinates and sha256 (tools/NAME/artifact), fetched from Maven
+Central with Maven and refused unless its sha256 matches. Every tool's version is printed.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class Tool:
     package: str  # the main package built
     source: str  # the upstream module whose version the tool is
     version_args: tuple[str, ...] = ()  # arguments that make it print its version, if any
-    cluster: bool = True  # the control plane needs it (else it is one of the Pulumi tools)
+    cluster: bool = True  # the control plane needs it (else a Pulumi tool, or a benchmark's)
 
 
 K8S_PROVIDER = "github.com/pulumi/pulumi-kubernetes/provider/v4"
@@ -51,7 +53,7 @@ PULUMI_SDK = "github.com/pulumi/pulumi/sdk/v3"
 VICTORIAMETRICS = "github.com/VictoriaMetrics/VictoriaMetrics"
 KUBE_STATE_METRICS = "k8s.io/kube-state-metrics/v2"
 COREDNS = "github.com/coredns/coredns"
-JAEGER = "github.com/jaegertracing/jaeger"
+OTELCOL = "go.opentelemetry.io/collector/otelcol"
 
 TOOLS_LIST = (
     Tool("etcd", "kubernetes", "go.etcd.io/etcd/server/v3", "go.etcd.io/etcd/server/v3",
@@ -95,7 +97,8 @@ TOOLS_LIST = (
 )  # fmt: skip
 # The Pulumi providers installed as plugins into build/pulumi-home (pulumi-resource-NAME).
 PROVIDERS = ("kubernetes", "docker-build")
-CLUSTER_TOOLS = tuple(t.name for t in TOOLS_LIST if t.cluster)
+# Every tool the control plane runs: the Go tools it needs, and the Java ones (ARTIFACTS).
+CLUSTER_TOOLS = (*(t.name for t in TOOLS_LIST if t.cluster), "zipkin-server.jar")
 
 
 def go_env() -> dict[str, str]:
@@ -194,8 +197,8 @@ VERSION_FLAGS: dict[str, tuple[str, Callable[[Tool], str]]] = {
         lambda t: f"victoria-metrics-{pinned(t)}",
     ),
     COREDNS: (f"{COREDNS}/coremain.GitCommit", pinned),
-    # What its Makefile stamps (scripts/makefiles/BuildInfo.mk).
-    JAEGER: (f"{JAEGER}/internal/version.latestVersion", pinned),
+    # Our collector's main (tools/otelcol) prints the release of the collector it composes.
+    OTELCOL: ("main.version", pinned),
     KUBE_STATE_METRICS: ("github.com/prometheus/common/version.Version", pinned),
     # What their Makefiles stamp: the docker-build provider reads BuildKit's version.
     BUILDKIT: (f"{BUILDKIT}/version.Version", pinned),
@@ -283,7 +286,15 @@ def build(tool: Tool, *, force: bool = False) -> tuple[bool, float]:
 
 
 def ensure(names: list[str] | None = None, *, force: bool = False, out: bool = True) -> None:
-    """Build the named tools (all by default) as needed and print each one's version."""
+    """Build or fetch the named tools (all by default) as needed and print each one's
+    version."""
+    for artifact in ARTIFACTS:
+        if names is None or artifact.name in names:
+            fetched, seconds = fetch(artifact)
+            if out:
+                how = f"fetched in {seconds:.0f} s" if fetched else "up to date"
+                pin = f"{artifact.pinned()[0]} (sha256 checked)"
+                print(f"{artifact.name:<30} {pin:<62} {how}", flush=True)
     wanted = [t for t in TOOLS_LIST if names is None or t.name in names]
     for tool in wanted:
         built, seconds = build(tool, force=force)
@@ -334,6 +345,66 @@ def pulumi_home() -> list[str]:
     return lines
 
 
+MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A Java tool: build/bin/NAME, the Maven artifact pinned in tools/PIN/artifact."""
+
+    name: str
+    pin: str
+
+    def pinned(self) -> tuple[str, str]:
+        """The artifact's coordinates and sha256, as tools/PIN/artifact gives them."""
+        fields = {}
+        for line in (TOOLS / self.pin / "artifact").read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                key, _, value = line.partition(" ")
+                fields[key] = value.strip()
+        return fields["coordinates"], fields["sha256"]
+
+
+ARTIFACTS = (Artifact("zipkin-server.jar", "zipkin"),)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch(artifact: Artifact) -> tuple[bool, float]:
+    """Fetch ARTIFACT with Maven unless build/bin has it with the pinned sha256; returns
+    (fetched, seconds). ToolError if Maven is missing or the sha256 is not the pinned one."""
+    coordinates, sha256 = artifact.pinned()
+    target = BIN / artifact.name
+    if target.exists() and _sha256(target) == sha256:
+        return False, 0.0
+    if shutil.which("mvn") is None:
+        raise ToolError(f"mvn: not found; Maven fetches {coordinates} (apt-get install maven)")
+    started = time.monotonic()
+    download = ROOT / "build" / "maven"
+    shutil.rmtree(download, ignore_errors=True)
+    result = subprocess.run(
+        ["mvn", "--batch-mode", "--quiet", f"{MAVEN_DEPENDENCY_PLUGIN}:copy",
+         f"-Dartifact={coordinates}", f"-DoutputDirectory={download}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    files = sorted(download.glob("*.jar"))
+    if result.returncode != 0 or len(files) != 1:
+        last = (result.stdout + result.stderr).strip().splitlines()[-1:] or ["no jar"]
+        raise ToolError(f"mvn: cannot fetch {coordinates}: {last[0]}")
+    if (got := _sha256(files[0])) != sha256:
+        raise ToolError(f"{coordinates}: sha256 {got}, not the pinned {sha256}")
+    BIN.mkdir(parents=True, exist_ok=True)
+    files[0].replace(target)
+    shutil.rmtree(download, ignore_errors=True)
+    return True, time.monotonic() - started
+
+
 def path(name: str) -> Path:
     """build/bin/NAME, which must have been built (make tools)."""
     target = BIN / name
@@ -347,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help="tools to build (all by default)")
     parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.names) - {t.name for t in TOOLS_LIST})
+    unknown = sorted(set(args.names) - {t.name for t in TOOLS_LIST} - {a.name for a in ARTIFACTS})
     if unknown:
         print(f"tools: unknown tool {unknown[0]}", file=sys.stderr)
         return 2

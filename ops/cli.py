@@ -130,7 +130,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     )  # fmt: skip
     call.add_argument(
         "--traces", type=_http_url, default=os.environ.get("TRACES") or None, metavar="URL",
-        help="the trace store's Jaeger query API (default: $TRACES)",
+        help="the trace store: a Zipkin (default: $TRACES)",
     )  # fmt: skip
 
     load = _command(commands_, "load", "load a URL as hey does")

@@ -40,7 +40,7 @@ def run_call(
     out: TextIO | None = None,
 ) -> int:
     """Print the app's answer (or, with ``curl``, the equivalent curl command); with
-    ``traces`` (a Jaeger query API's URL), send a trace of our own and print its spans."""
+    ``traces`` (a Zipkin's URL), send a trace of our own and print its spans from its API."""
     out = out or sys.stdout
     endpoint = resolve(host, domain, stack)
     url = url_for(endpoint, in_, nap, processes)

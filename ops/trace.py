@@ -1,21 +1,23 @@
 """`faas call --trace`: one request with a trace of its own, followed into the trace store.
 
 The request carries a sampled W3C ``traceparent`` that faas makes, so every hop that joins the
-trace (Knative's activator and queue-proxy over OTLP, the app over Zipkin) records its spans
-under that trace id; faas then reads the trace from a Jaeger query API (``/api/traces/ID``)
-once its spans stop arriving, and prints them as a tree: the terminal view of what the
-original showed in Zipkin's UI.
+trace (Knative's activator and queue-proxy over OTLP through the collector, the app over
+Zipkin) records its spans under that trace id; faas then reads the trace from Zipkin's API
+(``/api/v2/trace/ID``) once its spans stop arriving, and prints them as a tree: the terminal
+view of what Zipkin's UI shows.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from ops.endpoint import OpsError
 
@@ -31,11 +33,21 @@ class Traceparent:
 
     @classmethod
     def new(cls) -> Traceparent:
-        return cls(secrets.token_hex(16), secrets.token_hex(8))
+        ids = RandomIdGenerator()
+        return cls(f"{ids.generate_trace_id():032x}", f"{ids.generate_span_id():016x}")
 
     @property
     def header(self) -> str:
-        return f"00-{self.trace_id}-{self.span_id}-01"  # version 00, sampled
+        """The W3C traceparent of a sampled span with these ids, as OpenTelemetry writes it."""
+        context = SpanContext(
+            int(self.trace_id, 16), int(self.span_id, 16), is_remote=False,
+            trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        )  # fmt: skip
+        carrier: dict[str, str] = {}
+        TraceContextTextMapPropagator().inject(
+            carrier, context=set_span_in_context(NonRecordingSpan(context))
+        )
+        return carrier["traceparent"]
 
 
 @dataclass
@@ -49,28 +61,22 @@ class Span:
     children: list[Span] = field(default_factory=list)
 
 
-def _service(process: dict[str, Any]) -> str:
-    """A process's service name, and its container's where it tells one container of a pod
-    from another (queue-proxy reports the Knative Service's name, as the app does)."""
-    name = str(process.get("serviceName", "?"))
-    tags = {tag.get("key"): tag.get("value") for tag in process.get("tags") or []}
+def _service(raw: dict[str, Any]) -> str:
+    """A span's service, and its container's where it tells one container of a pod from
+    another (queue-proxy reports the Knative Service's name, as the app does)."""
+    name = str((raw.get("localEndpoint") or {}).get("serviceName") or "?")
+    tags = raw.get("tags") or {}
     container = tags.get("k8s.container.name") or tags.get("container.name")
     return f"{name}/{container}" if container else name
 
 
-def spans_of(document: dict[str, Any]) -> list[Span]:
-    """The spans of a Jaeger query API answer (``{"data": [trace]}``)."""
-    spans = []
-    for trace in document.get("data") or []:
-        processes = trace.get("processes") or {}
-        for raw in trace.get("spans") or []:
-            parents = [r["spanID"] for r in raw.get("references") or []
-                       if r.get("refType") == "CHILD_OF"]  # fmt: skip
-            service = _service(processes.get(raw.get("processID")) or {})
-            spans.append(Span(raw["spanID"], parents[0] if parents else None, service,
-                              raw["operationName"], int(raw["startTime"]),
-                              int(raw["duration"])))  # fmt: skip
-    return spans
+def spans_of(document: list[dict[str, Any]]) -> list[Span]:
+    """The spans of a Zipkin v2 trace (``/api/v2/trace/ID``: a list of spans)."""
+    return [
+        Span(raw["id"], raw.get("parentId"), _service(raw), str(raw.get("name") or ""),
+             int(raw.get("timestamp") or 0), int(raw.get("duration") or 0))
+        for raw in document
+    ]  # fmt: skip
 
 
 def tree(spans: list[Span]) -> list[str]:
@@ -111,7 +117,7 @@ async def wait_for_trace(
     """The trace's spans once none has arrived for SETTLE seconds (exporters send in batches,
     every few seconds), within TIMEOUT (0: no limit); TraceError if the store cannot be read,
     or the trace has no span by then."""
-    url = f"{store.rstrip('/')}/api/traces/{trace_id}"
+    url = f"{store.rstrip('/')}/api/v2/trace/{trace_id}"
     deadline = time.monotonic() + timeout if timeout else float("inf")
     seen: list[Span] = []
     changed = time.monotonic()
@@ -119,12 +125,16 @@ async def wait_for_trace(
         while True:
             try:
                 async with session.get(url) as response:
-                    document = await response.json(content_type=None)
-                    if response.status not in (200, 404):
+                    if response.status not in (200, 404):  # 404: no span of it yet
                         raise TraceError(f"trace store {store}: HTTP {response.status}")
-            except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+                    found = await response.json(content_type=None) if response.status == 200 else []
+            except (aiohttp.ClientError, TimeoutError) as error:
                 raise TraceError(f"cannot reach the trace store {store}: {error}") from None
-            spans = spans_of(document) if response.status == 200 else []
+            except ValueError:
+                raise TraceError(f"trace store {store}: {url} answered no JSON") from None
+            if not isinstance(found, list):
+                raise TraceError(f"trace store {store}: {url} answered no list of spans")
+            spans = spans_of(found)
             now = time.monotonic()
             if len(spans) != len(seen):
                 seen, changed = spans, now

@@ -69,8 +69,9 @@ def test_status_lists_every_component_running(kube: Kube) -> None:
     assert status.returncode == 0, status.stdout
     names = {line.split()[0] for line in status.stdout.splitlines()}
     assert {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "dockerd",
-            "registry", "buildkitd", "containerd", "kubelet", "kube-proxy", "coredns", "jaeger",
-            "gateway-standin", "kube-state-metrics", "victoria-metrics"} <= names  # fmt: skip
+            "registry", "buildkitd", "containerd", "kubelet", "kube-proxy", "coredns", "zipkin",
+            "otelcol", "gateway-standin", "kube-state-metrics",
+            "victoria-metrics"} <= names  # fmt: skip
     assert "NOT RUNNING" not in status.stdout
 
 
@@ -94,7 +95,8 @@ def test_the_stores_answer_at_their_urls(kube: Kube) -> None:
     `status` names them too."""
     health = httpx.get(f"{kube.env['METRICS']}/api/v1/query", params={"query": "up"}, timeout=5)
     assert health.json()["status"] == "success"
-    assert httpx.get(f"{kube.env['TRACES']}/api/services", timeout=5).status_code == 200
+    assert httpx.get(f"{kube.env['TRACES']}/api/v2/services", timeout=5).status_code == 200
+    assert httpx.get(f"{kube.env['TRACES']}/zipkin/", timeout=5).status_code == 200  # its UI
     status = cluster("status").stdout
     assert f"metrics store              {kube.env['METRICS']}" in status
     assert f"trace store                {kube.env['TRACES']}" in status

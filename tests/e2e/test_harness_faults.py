@@ -167,7 +167,7 @@ def test_down_after_a_host_network_container_leaves_nothing_mounted() -> None:
         (
             ["stop", "etcd"],
             2,
-            "invalid choice: 'etcd' (choose from 'registry', 'kube-proxy', 'jaeger')",
+            "invalid choice: 'etcd' (choose from 'registry', 'kube-proxy', 'zipkin')",
         ),
     ],
 )

@@ -92,7 +92,7 @@ def test_pods_resolve_services_by_the_names_a_pod_uses(
 
 def test_pods_reach_services_at_their_cluster_ips(kube: Kube, pod: str) -> None:
     tracing = kube.get("service", "tracing", "-n", "istio-system")["spec"]["clusterIP"]
-    assert _in_pod(kube, pod, PYTHON, "-c", _connect(tracing, traces.QUERY_PORT)) == "open"
+    assert _in_pod(kube, pod, PYTHON, "-c", _connect(tracing, 80)) == "open"  # Zipkin's UI
 
 
 def test_a_cluster_ip_no_rule_rewrites_is_dropped_here_and_routed_nowhere_else(
@@ -102,14 +102,14 @@ def test_a_cluster_ip_no_rule_rewrites_is_dropped_here_and_routed_nowhere_else(
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": "unrouted", "namespace": NAMESPACE},
-        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": traces.QUERY_PORT}]},
+        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": traces.ZIPKIN_PORT}]},
     }
     endpoints = {
         "apiVersion": "v1",
         "kind": "Endpoints",
         "metadata": {"name": "unrouted", "namespace": NAMESPACE},
         "subsets": [{"addresses": [{"ip": traces.ADDRESS}],
-                     "ports": [{"name": "http", "port": traces.QUERY_PORT}]}],
+                     "ports": [{"name": "http", "port": traces.ZIPKIN_PORT}]}],
     }  # fmt: skip
     with kube.stopped("kube-proxy"):
         made = kube.apply([service, endpoints])

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import threading
 import time
@@ -27,6 +26,7 @@ from lightkube.generic_resource import create_namespaced_resource
 
 from infra import dashboard
 from infra.rules import duration_seconds
+from tests.e2e.browser import chromium_page
 from tests.e2e.kube import ROOT, Kube, eventually
 from tests.e2e.test_serving import manifests
 
@@ -239,43 +239,27 @@ def test_every_dashboard_panel_shows_the_load_test(
 def test_the_vmui_dashboard_renders_every_panel_in_chromium(load_test: LoadTest) -> None:
     """vmui's Dashboards tab, as a user opens it after the load test: one chart per panel,
     each with its series in the legend, no error; the screenshot is build/e2e/dashboard.png."""
-    from playwright.sync_api import sync_playwright  # noqa: PLC0415 (only this test drives it)
-
-    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-    assert Path(chromium).exists(), f"{chromium}: not installed (apt-get install chromium)"
     titles = [panel.title for panel in dashboard.panels()]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=BROWSER_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.goto(f"{load_test.metrics}/vmui/#/dashboards?g0.range_input=10m")
-            for row in dashboard.ROWS:  # vmui opens the first row; a click opens the others
-                named = page.locator(".vm-predefined-dashboard-header", has_text=row.title)
-                header = page.locator("header.vm-accordion-header", has=named)
-                header.wait_for(timeout=30_000)
-                if "header_open" not in (header.get_attribute("class") or ""):
-                    # The click event alone: vmui re-renders the header between a pointer's
-                    # mousedown and mouseup, which then makes no click.
-                    header.dispatch_event("click")
-            panels = page.locator(".vm-predefined-panel")
-            panels.nth(len(titles) - 1).wait_for(timeout=30_000)
-            assert panels.count() == len(titles)
-            for index, title in enumerate(titles):
-                panel = panels.nth(index)
-                panel.scroll_into_view_if_needed()  # vmui queries a panel once it is in view
-                header = panel.locator(".vm-predefined-panel-header__title")
-                assert header.inner_text() == title
-                panel.locator("canvas").first.wait_for(timeout=30_000)
-                assert panel.locator(".vm-alert_error").count() == 0, title
-            page.set_viewport_size({"width": 1600, "height": 3600})
-            page.wait_for_timeout(1000)
-            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
-        finally:
-            browser.close()
-
-
-# Debian's chromium as root, headless, with nothing reaching out to the network.
-BROWSER_FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-]  # fmt: skip
+    with chromium_page() as page:
+        page.goto(f"{load_test.metrics}/vmui/#/dashboards?g0.range_input=10m")
+        for row in dashboard.ROWS:  # vmui opens the first row; a click opens the others
+            named = page.locator(".vm-predefined-dashboard-header", has_text=row.title)
+            header = page.locator("header.vm-accordion-header", has=named)
+            header.wait_for(timeout=30_000)
+            if "header_open" not in (header.get_attribute("class") or ""):
+                # The click event alone: vmui re-renders the header between a pointer's
+                # mousedown and mouseup, which then makes no click.
+                header.dispatch_event("click")
+        panels = page.locator(".vm-predefined-panel")
+        panels.nth(len(titles) - 1).wait_for(timeout=30_000)
+        assert panels.count() == len(titles)
+        for index, title in enumerate(titles):
+            panel = panels.nth(index)
+            panel.scroll_into_view_if_needed()  # vmui queries a panel once it is in view
+            header = panel.locator(".vm-predefined-panel-header__title")
+            assert header.inner_text() == title
+            panel.locator("canvas").first.wait_for(timeout=30_000)
+            assert panel.locator(".vm-alert_error").count() == 0, title
+        page.set_viewport_size({"width": 1600, "height": 3600})
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
