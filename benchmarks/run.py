@@ -6,8 +6,9 @@ The service and the bare Starlette app run under ``--python`` (`make bench` pass
 the image's runtime dependencies only). Latency is every request's own, timed by faas load's
 engine; throughput comes from Debian's `hey` (without it that table says so). The deploy times
 need the local control plane (`make cluster-up`) and the Pulumi tools (`make tools`), the
-scaling figures (benchmarks/scaling.py) the control plane; without them
-those tables say so. Prints markdown tables.
+first answer from zero against Knative's helloworld (benchmarks/fromzero.py) and the scaling
+figures (benchmarks/scaling.py) the control plane; without them those tables say so. Prints
+markdown tables.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from benchmarks import coldstart
 from benchmarks.deploy import deploy_times
+from benchmarks.fromzero import from_zero
 from benchmarks.output import requests_per_second, table
 from benchmarks.scaling import scaling
 from benchmarks.service_process import running_service
@@ -170,6 +172,7 @@ def main() -> None:
     latency_and_throughput(args.python, args.seconds)
     method_costs()
     deploy_times()
+    from_zero()
     scaling()
 
 

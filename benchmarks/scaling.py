@@ -1,7 +1,7 @@
 """Watch it scale, measured: the original's load (11 workers, `?in=100000&nap=9&processes=500`)
 on the local cluster, from zero pods, on the bosun stack's Service; medians of 3 runs.
 
-    uv run python -m benchmarks.scaling [--runs 3] [--seconds 60]
+    .venv/bin/python -m benchmarks.scaling [--runs 3] [--seconds 60]
 
 Part of `make bench` when a local cluster runs (`make cluster-up`); each run deploys the
 Service into a namespace of its own, waits until it is at zero pods, loads it with `faas load`'s

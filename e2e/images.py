@@ -142,6 +142,14 @@ def binary_image(registry: str, role: str) -> str:
 
 def import_binary(ctx: Context, binary: Path, name: str, target: str) -> None:
     """An image of one static binary, its entrypoint, run as Knative's images run (65532)."""
+    ctx.docker(
+        "import", "--change", f'ENTRYPOINT ["{target}"]', "--change", "USER 65532", "-", name,
+        stdin=binary_archive(binary, target),
+    )  # fmt: skip
+
+
+def binary_archive(binary: Path, target: str) -> bytes:
+    """The root filesystem of one static binary at TARGET (and /tmp), as a tar archive."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         tmp = tarfile.TarInfo("tmp")
@@ -153,10 +161,7 @@ def import_binary(ctx: Context, binary: Path, name: str, target: str) -> None:
         info.mode = 0o755
         with binary.open("rb") as data:
             tar.addfile(info, data)
-    ctx.docker(
-        "import", "--change", f'ENTRYPOINT ["{target}"]', "--change", "USER 65532", "-", name,
-        stdin=buffer.getvalue(),
-    )  # fmt: skip
+    return buffer.getvalue()
 
 
 def clean_node(ctx: Context) -> None:
