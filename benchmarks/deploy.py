@@ -18,9 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.on_cluster import cluster_or_skip
 from benchmarks.output import table
-from e2e import tools
-from e2e.cluster import Cluster
 from infra.config import stack_values
 from infra.render import render
 from tests.e2e.kube import PROJECT, Kube, Stack, app_image_ref, base_image_ref
@@ -62,15 +61,8 @@ def _pulumi(
 
 def deploy_times(runs: int = 3) -> None:
     header = "| deploy, from nothing (s) | median | kubectl apply to Ready | ratio |"
-    if not Cluster.running():
-        print("deploy times: no local cluster (make cluster-up); skipped\n")
+    if (kube := cluster_or_skip("deploy times", "pulumi")) is None:
         return
-    try:
-        tools.path("pulumi")
-    except tools.ToolError as error:
-        print(f"deploy times: {error}; skipped\n")
-        return
-    kube = Kube(Cluster.env())
     image = app_image_ref(kube)
     build = {"imageBuild": True, "imageRepository": f"{kube.registry}/bench/{PROJECT}",
              "baseImage": base_image_ref(kube)}  # fmt: skip

@@ -25,9 +25,9 @@ from lightkube import AsyncClient
 from lightkube.resources.core_v1 import Pod
 from lightkube.types import on_error_retry
 
+from benchmarks.on_cluster import cluster_or_skip
 from benchmarks.output import table
 from e2e import node, process
-from e2e.cluster import Cluster
 from e2e.context import State
 from e2e.poll import until_async
 from ops import kubeapi
@@ -170,10 +170,8 @@ async def _until(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def scaling(runs: int = 3, seconds: float = 60.0) -> None:
-    if not Cluster.running():
-        print("scaling: no local cluster (make cluster-up); skipped\n")
+    if (kube := cluster_or_skip("scaling")) is None:
         return
-    kube = Kube(Cluster.env())
     image = app_image_ref(kube)
     measured = [
         asyncio.run(_one_run(kube, image, f"bench-scale-{run}", seconds)) for run in range(runs)

@@ -88,6 +88,23 @@ def run_service(startup_timeout: float = 15, **env: str) -> Iterator[RunningServ
         running.stop()
 
 
+@contextmanager
+def faas(*args: str) -> Iterator[subprocess.Popen[str]]:
+    """`faas ARGS` as a user runs it (unbuffered, its output piped), killed and reaped after
+    the block if it is still running."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "ops.cli", *args], cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as process:  # fmt: skip
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+
+
 def wait_ready(running: RunningService, timeout: float) -> None:
     """Until the service answers /healthz with 200; RuntimeError with its stderr if it exits."""
 

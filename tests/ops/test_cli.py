@@ -19,7 +19,7 @@ from e2e.context import free_port
 from ops import cli, commands
 from ops.endpoint import Endpoint, OpsError, resolve
 from ops.requester import Work
-from tests.utils import ROOT, ZipkinReceiver, run_service, wait_in_flight
+from tests.utils import ZipkinReceiver, faas, run_service, wait_in_flight
 
 
 @pytest.fixture
@@ -418,20 +418,13 @@ def test_call_with_trace_waits_for_the_trace_as_long_as_t_says(
 
 
 def test_call_interrupted_with_ctrl_c_is_one_line_and_exit_130() -> None:
-    with run_service() as svc:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ops.cli", "call", "--host", svc.url, "--domain", "d",
-             "--nap", "10"],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        try:
-            wait_in_flight(svc.url, 1, seconds=60)
-            process.send_signal(signal.SIGINT)
-            out, err = process.communicate(timeout=30)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
+    with (
+        run_service() as svc,
+        faas("call", "--host", svc.url, "--domain", "d", "--nap", "10") as process,
+    ):
+        wait_in_flight(svc.url, 1, seconds=60)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
     assert process.returncode == 130
     assert out == ""
     assert err.splitlines() == ["faas: call: interrupted"]

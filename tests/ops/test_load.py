@@ -26,7 +26,7 @@ from e2e.pki import Authority
 from e2e.poll import until
 from ops import commands
 from ops.requester import Work
-from tests.utils import ROOT, run_service, wait_in_flight
+from tests.utils import ROOT, faas, run_service, wait_in_flight
 
 HEAVY_CALLS = re.compile(r'myfirstserverlessapp_calls_total\{method="heavyLifting"\} ([0-9.]+)')
 IN_FLIGHT = re.compile(r"myfirstserverlessapp_requests_in_flight ([0-9.]+)")
@@ -118,16 +118,9 @@ def test_rate_limit_per_worker_is_respected() -> None:
 def test_ctrl_c_prints_the_report_so_far() -> None:
     with run_service() as svc:
         before = _metric(svc.url, HEAVY_CALLS)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ops.cli", "load", "-z", "30s", "-c", "2",
-             f"{svc.url}/?in=100&nap=0&processes=5"],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        try:
+        with faas(
+            "load", "-z", "30s", "-c", "2", f"{svc.url}/?in=100&nap=0&processes=5"
+        ) as process:
             # Ctrl-C once requests arrive, when faas handles it; a fixed sleep could come before
             # the interpreter has started on a busy machine.
             def arrived() -> bool:
@@ -137,10 +130,6 @@ def test_ctrl_c_prints_the_report_so_far() -> None:
             until(arrived, timeout=60, what="faas load's first requests", cap=0.1)
             process.send_signal(signal.SIGINT)
             out, err = process.communicate(timeout=60)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
     assert process.returncode == 0, err
     assert "Summary:" in out
     assert "Status code distribution:" in out
@@ -190,12 +179,7 @@ def test_without_a_timeout_a_timed_run_cancels_what_is_in_flight_at_its_end() ->
 def test_a_second_ctrl_c_cancels_the_requests_in_flight() -> None:
     with run_service() as svc:
         url = f"{svc.url}/?in=3&nap=10&processes=0"
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ops.cli", "load", "-z", "60s", "-c", "2", url],
-            cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        try:
+        with faas("load", "-z", "60s", "-c", "2", url) as process:
             wait_in_flight(svc.url, 2, seconds=60)
             process.send_signal(signal.SIGINT)
             assert process.stderr is not None
@@ -208,10 +192,6 @@ def test_a_second_ctrl_c_cancels_the_requests_in_flight() -> None:
             process.send_signal(signal.SIGINT)
             out, _ = process.communicate(timeout=60)
             ended = time.perf_counter() - second
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
     assert process.returncode == 0
     assert ended < 8, "the naps in flight were waited for"
     assert f'[2]\tGET "{url}": interrupted' in out
