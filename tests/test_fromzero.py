@@ -70,12 +70,14 @@ def test_a_pods_milestones_are_read_from_its_conditions_and_containers(
     assert pod_marks(_pod(conditions, running)) == marks
 
 
-def test_the_report_gives_the_medians_their_ratio_and_one_median_start_each(
+def test_the_report_gives_the_medians_their_ratio_and_each_milestones_median(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     def start(service: str, seconds: float) -> Start:
-        return Start(service, seconds, {"created": 0.01, "ready": seconds - 0.1,
-                                        "answer": seconds})  # fmt: skip
+        marks = {"created": 0.01, "answer": seconds}
+        if seconds != 1.1:  # one start whose pod was not seen Ready
+            marks["ready"] = seconds - 0.1
+        return Start(service, seconds, marks)
 
     measured = [start(PROJECT, s) for s in (1.3, 1.1, 1.2)]
     measured += [start(HELLOWORLD, s) for s in (1.0, 0.9, 2.0)]
@@ -83,6 +85,6 @@ def test_the_report_gives_the_medians_their_ratio_and_one_median_start_each(
     out = capsys.readouterr().out
     assert "| GET through the gateway, no pod at the start | 1.200 | 1.000 | 1.20 | " in out
     assert "<= 1.1x: NOT met |" in out
-    assert "| ready | 1.100 | 0.900 |" in out
+    assert "| ready | 1.150 | 0.900 |" in out  # the median of the starts that saw it
     assert "| sandbox | - | - |" in out
     assert all(f"| {mark} |" in out for mark in MARKS)
