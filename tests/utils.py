@@ -88,6 +88,16 @@ def run_service(startup_timeout: float = 15, **env: str) -> Iterator[RunningServ
         running.stop()
 
 
+def python_named(name: str, code: str, *args: str, **popen: Any) -> subprocess.Popen[str]:
+    """Python running CODE under the name NAME (its argv[0], what /proc and psutil show of it),
+    with a PATH where NAME is not found: Python finds its own prefix through argv[0], and a
+    program of that name on PATH (dockerd, once docker.io is installed) would mislead it."""
+    return subprocess.Popen(
+        [name, "-c", code, *args], executable=sys.executable,
+        env={**os.environ, "PATH": "/nonexistent"}, text=True, **popen,
+    )  # fmt: skip
+
+
 @contextmanager
 def faas(*args: str) -> Iterator[subprocess.Popen[str]]:
     """`faas ARGS` as a user runs it (unbuffered, its output piped), killed and reaped after

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 from e2e import cluster
 from e2e.context import State
 from e2e.process import Process
+from tests.utils import python_named
 
 
 @pytest.fixture
@@ -26,10 +26,9 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def other_kubelet(run: Path) -> Iterator[int]:
     """A process that looks like another checkout's kubelet: named so, naming RUN. Yielded once
     it runs as that program: until the child has exec'd, /proc/PID/cmdline is this process's."""
-    with subprocess.Popen(
-        ["kubelet", "-c", "import time; print('running', flush=True); time.sleep(60)",
-         f"--root-dir={run}/kubelet"],
-        executable=sys.executable, stdout=subprocess.PIPE, text=True,
+    with python_named(
+        "kubelet", "import time; print('running', flush=True); time.sleep(60)",
+        f"--root-dir={run}/kubelet", stdout=subprocess.PIPE,
     ) as child:  # fmt: skip
         try:
             assert child.stdout is not None

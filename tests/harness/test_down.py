@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import pytest
 from e2e import cluster, context, images, netns, node, process, proxy, tools
 from e2e.context import ClusterError, Context, State
 from e2e.process import Process
+from tests.utils import python_named
 
 KILL = os.kill  # the real one: the tests fake os.kill for a pod's process
 RUN_SUBPROCESS = subprocess.run
@@ -120,9 +120,9 @@ class Machine:
 
     def spawn(self, name: str) -> subprocess.Popen[str]:
         """A process named NAME, once it runs as that program."""
-        child = subprocess.Popen(
-            [name, "-c", "import time; print('running', flush=True); time.sleep(60)"],
-            executable=sys.executable, stdout=subprocess.PIPE, text=True,
+        child = python_named(
+            name, "import time; print('running', flush=True); time.sleep(60)",
+            stdout=subprocess.PIPE,
         )  # fmt: skip
         self.children.append(child)
         self.names[child.pid] = name

@@ -5,12 +5,13 @@ from __future__ import annotations
 import ipaddress
 import os
 import signal
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from e2e import netns, node, poll, process
+from tests.utils import python_named
 
 REGISTRY = "127.0.0.1:5000"
 PAUSE = f"{REGISTRY}/mfsa/pause@sha256:" + "ab" * 32
@@ -66,16 +67,15 @@ def test_the_kubelet_serves_on_the_node_with_the_clusters_dns_and_this_machines_
     assert config["failCgroupV1"] is False  # these machines' cgroups are v1
 
 
-def test_the_pods_are_the_processes_under_the_nodes_shims(tmp_path: Path) -> None:
+def test_the_pods_are_the_processes_under_the_nodes_shims(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A shim of this node's containerd (by its state directory) and what runs under it; not
-    another containerd's shim."""
-    container = "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"
+    another containerd's shim (nor a running cluster's: the node's state is this test's own)."""
+    monkeypatch.setattr(node, "CONTAINERD_STATE", tmp_path / "ours")
+    container = "import subprocess, time; subprocess.Popen(['/bin/sleep', '60']); time.sleep(60)"
     shims = [
-        subprocess.Popen(
-            ["containerd-shim-runc-v2", "-c", container,
-             f"-address={state}/containerd.sock"],
-            executable=sys.executable,
-        )
+        python_named("containerd-shim-runc-v2", container, f"-address={state}/containerd.sock")
         for state in (node.CONTAINERD_STATE, tmp_path / "other")
     ]  # fmt: skip
     try:

@@ -16,16 +16,15 @@ import pytest
 
 from e2e import context, process
 from e2e.process import Process
+from tests.utils import python_named
 
 KILL = os.kill
 
 
 def _child(name: str, code: str = "") -> subprocess.Popen[str]:
     """A process named NAME (its argv[0]) running CODE, then sleeping; once it runs."""
-    child = subprocess.Popen(
-        [name, "-c", f"{code}\nimport time; print('running', flush=True); time.sleep(60)"],
-        executable=sys.executable, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    code = f"{code}\nimport time; print('running', flush=True); time.sleep(60)"
+    child = python_named(name, code, stdout=subprocess.PIPE)
     assert child.stdout is not None
     assert child.stdout.readline() == "running\n"
     return child
