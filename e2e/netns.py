@@ -1,8 +1,8 @@
 """The node's network: a bridge on a documentation range, and the Services' range beside it.
 
 A cluster gives every pod its own network namespace and address on the node's bridge, whose
-address is the node's: the CNI bridge plugin does it for the pods (node.py); CoreDNS and Jaeger,
-which run as processes, get a namespace of their own the same way here (`create`). The
+address is the node's: the CNI bridge plugin does it for the pods (node.py); CoreDNS and the
+trace store, which run as processes, get a namespace of their own the same way here (`create`). The
 namespaces get no default route: from them only the bridge's range is reachable, and the
 Services'.
 
