@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -244,6 +246,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Ctrl-C ends every command, as faas load's own handler makes it do there: also when faas
+    # was started with SIGINT ignored (a shell's background job), which Python would keep.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     parser, usages = _parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # argparse would name them under the top level's usage line

@@ -108,10 +108,13 @@ def test_descendants_are_the_whole_tree_and_their_memory_is_counted(
 ) -> None:
     """What node.pods() and benchmarks/scaling.py count (a guard for psutil's use)."""
     pid_file = tmp_path / "grandchild"
+    # The grandchild is running (past its interpreter's start, its memory settled) before the
+    # child says it runs.
     spawn = (
         f"import pathlib, subprocess; grandchild = subprocess.Popen([{sys.executable!r}, '-c', "
-        f"'import time; time.sleep(60)']); pathlib.Path({str(pid_file)!r}).write_text("
-        "str(grandchild.pid))"
+        "'import time; print(1, flush=True); time.sleep(60)'], stdout=subprocess.PIPE); "
+        "grandchild.stdout.readline(); "
+        f"pathlib.Path({str(pid_file)!r}).write_text(str(grandchild.pid))"
     )
     children.append(child := _child("dockerd", spawn))
     grandchild = int(pid_file.read_text())
