@@ -46,24 +46,31 @@ TIMELINE = [
 
 class _Driver(threading.Thread):
     """Plays SCRIPT once the watch has connected, so that it sees every step as an event. A
-    watch that never connects is a failure: Ctrl-C ends the command, and ``join`` says so."""
+    watch that never connects is a failure: Ctrl-C ends the command if it still runs, and
+    ``join`` (called once the command has returned) says so."""
 
     def __init__(self, fake: FakeKube) -> None:
         super().__init__()
         self.fake = fake
         self.connected = False
+        self.returned = threading.Event()  # the command under test has returned
 
     def run(self) -> None:
-        self.connected = self.fake.watched.wait(60)
-        if not self.connected:
-            signal.raise_signal(signal.SIGINT)
-            return
+        deadline = time.monotonic() + 60
+        while not (connected := self.fake.watched.wait(0.1)):
+            if self.returned.is_set():
+                return
+            if time.monotonic() > deadline:
+                signal.raise_signal(signal.SIGINT)
+                return
+        self.connected = connected
         started = time.perf_counter()
         for at, ready in SCRIPT:
             time.sleep(max(0.0, started + at - time.perf_counter()))
             self.fake.set_pods(ready)
 
     def join(self, timeout: float | None = None) -> None:
+        self.returned.set()
         super().join(timeout)
         assert self.connected, "the watch never connected to the fake API server"
 
