@@ -168,6 +168,9 @@ def refused_within(url: str, seconds: float) -> bool:
             httpx.get(url, timeout=1)
         except httpx.ConnectError:
             return True
+        except (httpx.RemoteProtocolError, httpx.ReadError):
+            # Accepted just before the listener closed, then closed unanswered: not yet refused.
+            return False
         return False
 
     try:
