@@ -145,7 +145,10 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     )
     load.add_argument("-z", type=_duration, help="duration, e.g. 120s; overrides -n")
     load.add_argument(
-        "-t", type=_non_negative_float, default=20.0, help="timeout per request, s; 0: none (20)"
+        "-t",
+        type=_non_negative_float,
+        default=20.0,
+        help="timeout per request, s; 0: none, with -z only (20)",
     )
     load.add_argument("-m", default="GET", choices=METHODS, help="HTTP method")
     load.add_argument("-H", action="append", type=_header, default=[], help="header, repeatable")
