@@ -92,10 +92,8 @@ def _answers(url: str) -> bool:
         return True
 
 
-def spawn_zipkin(ctx: Context) -> None:
-    """The namespace, and Zipkin started in it (``start`` waits for it)."""
+def _spawn_zipkin(ctx: Context) -> None:
     java = require("java", "openjdk-17-jre-headless")
-    netns.create(NETNS, ADDRESS)
     ctx.spawn("zipkin", zipkin_command(java, str(tools.path("zipkin-server.jar"))),
               env={**os.environ, **ZIPKIN_ENV}, namespace=NETNS)  # fmt: skip
 
@@ -104,11 +102,16 @@ def _zipkin_ready() -> bool:
     return get_ok(f"{URL}/health")
 
 
+def spawn_zipkin(ctx: Context) -> None:
+    """The namespace, and Zipkin started in it (``start`` waits for it)."""
+    netns.create(NETNS, ADDRESS)
+    _spawn_zipkin(ctx)
+
+
 def run_zipkin(ctx: Context) -> None:
     """Zipkin again after a fault stopped it (its memory storage starts empty)."""
-    java = require("java", "openjdk-17-jre-headless")
-    ctx.start("zipkin", zipkin_command(java, str(tools.path("zipkin-server.jar"))),
-              _zipkin_ready, env={**os.environ, **ZIPKIN_ENV}, namespace=NETNS)  # fmt: skip
+    _spawn_zipkin(ctx)
+    ctx.wait_ready("zipkin", _zipkin_ready, timeout=120)
 
 
 def start(ctx: Context) -> None:
