@@ -42,7 +42,7 @@ class Pacer:
         self._step = 0.0
         self._last: float | None = None  # when the last request was let through
         self._computed = -float("inf")  # when the last backoff was computed
-        self.answered = False  # an HTTP answer arrived, whatever its status
+        self.status: int | None = None  # the last HTTP answer's status; None before any
 
     def backoff(self, now: float) -> float:
         """The wait before a request at NOW, counted from the last request's start."""
@@ -71,7 +71,7 @@ class _PacedTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await self.pacer.turn()
         response = await self.inner.handle_async_request(request)
-        self.pacer.answered = True
+        self.pacer.status = response.status_code
         if response.status_code >= 400:
             try:
                 body = await response.aread()

@@ -209,7 +209,7 @@ async def _follow_pods(
                 raise WatchError(problem) from None
         except httpx.TransportError as error:
             problem = kubeapi.unreachable(client, error)
-            if not pacer.answered:
+            if pacer.status is None:
                 raise WatchError(problem) from None
         except ValueError as error:  # a line that is not a watch event
             problem = f"the API server {server} sent no watch event: "
@@ -218,6 +218,22 @@ async def _follow_pods(
         if failures >= WATCH_TRIES:
             raise WatchError(f"{problem}; gave up after {failures} tries")
         recorder.note(f"{problem}; trying again")
+
+
+async def _first_answer(
+    pacer: kubeapi.Pacer, tasks: set[asyncio.Task[None]], timeout: float = 10.0
+) -> None:
+    """Stopped before the API server answered the watch (a load shorter than its first
+    request): wait, at most TIMEOUT, for that answer, and for the watch to end if it is a
+    refusal of the credentials, so that a refusal is told and not hidden behind no pods."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while pacer.status is None and not any(t.done() for t in tasks) and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    if pacer.status in (401, 403):
+        await asyncio.wait(
+            tasks, timeout=max(0.0, deadline - loop.time()), return_when=asyncio.FIRST_COMPLETED
+        )
 
 
 async def watch_pods(
@@ -255,6 +271,8 @@ async def watch_pods(
     stopped = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({*tasks, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if stopped.done():
+            await _first_answer(pacer, tasks)
     finally:
         for task in (*tasks, stopped):
             task.cancel()

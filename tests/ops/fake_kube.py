@@ -79,6 +79,7 @@ class FakeKube:
         self.scale = {"kn_revision_pods_desired": 0, "kn_revision_pods_requested": 0}
         self.queries: list[str] = []
         self.failure: int | str | None = None  # an HTTP status, "empty" or "garbage"
+        self.answer_after = 0.0  # seconds each watch request waits for its answer
         self.watch_requests: list[float] = []  # when each watch request arrived (monotonic)
         self.metrics_down = False
 
@@ -102,6 +103,7 @@ class FakeKube:
                 }
             )
         self.watch_requests.append(time.monotonic())
+        await asyncio.sleep(self.answer_after)
         if isinstance(self.failure, int):
             return JSONResponse(_status(self.failure), status_code=self.failure)
         if self.failure is not None:

@@ -373,6 +373,23 @@ def test_load_with_a_watch_refused_403_prints_its_report_then_the_refusal_and_ex
     assert captured.err.splitlines() == [FORBIDDEN.format(url=fake.url)]
 
 
+def test_a_load_over_before_the_watch_is_refused_still_tells_the_refusal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The API server takes 2 s to refuse; ten requests take a few milliseconds."""
+    with (
+        running_fake_kube(tmp_path, NAMESPACE, SERVICE) as (fake, kubeconfig),
+        run_service() as svc,
+    ):
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        fake.failure, fake.answer_after = 403, 2.0
+        code = cli.main(["load", "-n", "10", "-c", "2", "--watch", SERVICE, f"{svc.url}/healthz"])
+    captured = capsys.readouterr()
+    assert code == commands.WATCH_FAILED
+    assert "[200]\t10 responses" in captured.out
+    assert captured.err.splitlines() == [FORBIDDEN.format(url=fake.url)]
+
+
 @pytest.mark.parametrize("failure", [500, 401, "empty", "garbage"])
 def test_a_watch_never_sends_more_than_a_request_a_second_whatever_the_answer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: int | str
