@@ -78,11 +78,21 @@ class State:
         return next((p for p in self.processes if p.name == name), None)
 
 
+# Every port this process has handed out: a port is free until its component binds it, and the
+# kernel can give the same one to the next bind to port 0 (it gave etcd the gateway's once).
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port free on HOST now, and never handed out before by this process."""
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+            port: int = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise ClusterError(f"no free port on {host} that was not handed out already")
 
 
 def check_port(name: str, host: str, port: int) -> int:
@@ -92,6 +102,7 @@ def check_port(name: str, host: str, port: int) -> int:
             sock.bind((host, port))
         except OSError:
             raise ClusterError(f"{name}: port {host}:{port} is in use") from None
+    _HANDED_OUT.add(port)
     return port
 
 

@@ -19,6 +19,22 @@ def test_a_free_port_can_be_bound() -> None:
         sock.bind(("127.0.0.1", port))
 
 
+def test_a_port_is_handed_out_once_even_when_the_kernel_offers_it_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The components bind their ports only when they start: until then the kernel may offer
+    a port handed out already to the next bind to port 0 (it gave etcd the gateway's once)."""
+    first = free_port()
+    offered = iter([first, first, 1])
+
+    class Kernel(socket.socket):
+        def getsockname(self) -> tuple[str, int]:
+            return ("127.0.0.1", next(offered))
+
+    monkeypatch.setattr(socket, "socket", Kernel)
+    assert free_port() == 1
+
+
 def test_a_port_in_use_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
