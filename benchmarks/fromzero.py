@@ -1,16 +1,20 @@
 """From zero: the first answer of a Knative Service that has no pod, the bosun Service's against
 Knative's own scale-from-zero benchmark app (``helloworld``, from the pinned knative.dev/serving
-module's test images, the app test/performance/benchmarks/scale-from-zero measures), both
-deployed the same way in the same run and started in turn.
+module's test images, the app test/performance/benchmarks/scale-from-zero measures), all
+deployed the same way in the same run and started in turn. Two more Services run the app's
+image with another command: the bare Starlette + uvicorn app (benchmarks/bare_app.py) and the
+floor (the bare app after importing the service's libraries, benchmarks/floor_app.py), so that
+the table shows what Python and the design card's libraries cost from zero, apart from the
+service's own code.
 
     .venv/bin/python -m benchmarks.fromzero [--starts 5]
 
 Part of `make bench` when a local cluster runs (`make cluster-up`; helloworld is built by
-`make tools`). Before each start both Services have no pod at all (every pod gone from the API,
+`make tools`). Before each start the Services have no pod at all (every pod gone from the API,
 not only terminating); then one request goes through the gateway and is timed to its answer.
-The table gives each median, their ratio and the goal; a second table says where the time
-went, from what a watch of the pods and of the revision's endpoints saw, counted from the
-request (each milestone's median over the starts; Ready and the endpoints can come after the
+The table gives each median, its ratio to helloworld's and the goal; a second table says where
+the time went, from what a watch of the pods and of the revision's endpoints saw, counted from
+the request (each milestone's median over the starts; Ready and the endpoints can come after the
 answer: queue-proxy's own probe lets the activator send the request before the kubelet's).
 """
 
@@ -33,6 +37,7 @@ from lightkube.resources.core_v1 import Pod
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.types import on_error_retry
 
+from benchmarks import bare_app, floor_app
 from benchmarks.on_cluster import cluster_or_skip
 from benchmarks.output import table
 from e2e import images, tools
@@ -43,8 +48,12 @@ from tests.e2e.test_serving import manifests
 
 NAMESPACE = "bench-zero"
 HELLOWORLD = "helloworld"
-SERVICES = (PROJECT, HELLOWORLD)
-PATHS = {PROJECT: "/?in=10000&nap=0&processes=50", HELLOWORLD: "/"}
+BARE = "bare-starlette"
+FLOOR = "starlette-floor"
+SERVICES = (PROJECT, HELLOWORLD, BARE, FLOOR)
+NAMES = {PROJECT: "bosun Service", HELLOWORLD: "helloworld", BARE: "bare Starlette app",
+         FLOOR: "floor: bare + libraries"}  # fmt: skip
+PATHS = {PROJECT: "/?in=10000&nap=0&processes=50", HELLOWORLD: "/", BARE: "/", FLOOR: "/"}
 GOAL = 1.1  # the bosun Service's first answer from zero, at most this times helloworld's
 LABEL = "serving.knative.dev/service"
 # What the watches see of a pod, in the order it happens; then the request's own milestones.
@@ -66,12 +75,34 @@ def helloworld_image(kube: Kube) -> str:
     return f"{tag.rsplit(':', 1)[0]}@{digest}"
 
 
+def python_program(libraries: bool) -> str:
+    """The bare app's source, for ``python -c`` in the app's image (which holds the service
+    only), after importing the floor's libraries when LIBRARIES is true, as floor_app does."""
+    source = Path(bare_app.__file__).read_text(encoding="utf-8")
+    source = source.replace("from __future__ import annotations\n", "")  # must come first
+    names = [name for group in floor_app.LIBRARIES.values() for name in group]
+    imports = "".join(f"import {name}\n" for name in names) if libraries else ""
+    return imports + source
+
+
 def services(app: str, helloworld: str) -> list[dict[str, Any]]:
-    """Both Knative Services as the bosun stack renders them, in NAMESPACE, with a 6 s window
-    so that each is back at zero soon after its start; helloworld differs only by its image."""
-    bosun = manifests(app, serviceName=PROJECT, namespace=NAMESPACE, window="6s")
-    other = manifests(helloworld, serviceName=HELLOWORLD, namespace=NAMESPACE, window="6s")
-    return [*bosun, *(d for d in other if d["kind"] == "Service")]  # one Namespace
+    """The Knative Services as the bosun stack renders them, in NAMESPACE, with a 6 s window
+    so that each is back at zero soon after its start; helloworld differs only by its image,
+    the bare app and the floor only by their command and the readiness probe's path."""
+
+    def service(name: str, image: str) -> dict[str, Any]:
+        rendered = manifests(image, serviceName=name, namespace=NAMESPACE, window="6s")
+        return next(d for d in rendered if d["kind"] == "Service")
+
+    documents = manifests(app, serviceName=PROJECT, namespace=NAMESPACE, window="6s")
+    documents.append(service(HELLOWORLD, helloworld))
+    for name, libraries in ((BARE, False), (FLOOR, True)):
+        python = service(name, app)
+        container = python["spec"]["template"]["spec"]["containers"][0]
+        container["command"] = ["python", "-c", python_program(libraries)]
+        container["readinessProbe"]["httpGet"]["path"] = "/healthz"  # the bare app's one probe
+        documents.append(python)
+    return documents
 
 
 def pod_marks(pod: Pod) -> set[str]:
@@ -201,15 +232,18 @@ async def measure(kube: Kube, starts: int) -> list[Start]:
 def report(measured: list[Start]) -> None:
     by_service = {s: [m for m in measured if m.service == s] for s in SERVICES}
     medians = {s: statistics.median(m.seconds for m in by_service[s]) for s in SERVICES}
-    ratio = medians[PROJECT] / medians[HELLOWORLD]
     runs = len(by_service[PROJECT])
+
+    def row(service: str) -> list[str]:
+        ratio = medians[service] / medians[HELLOWORLD]
+        goal = f"<= {GOAL}x: {'met' if ratio <= GOAL else 'NOT met'}" if service == PROJECT else ""
+        return [NAMES[service], f"{medians[service]:.3f}", f"{ratio:.2f}", goal]
+
     table(
-        f"| first answer from zero (median of {runs} starts each, in turn) | bosun Service (s) "
-        "| helloworld (s) | ratio | goal |",
-        [["GET through the gateway, no pod at the start", f"{medians[PROJECT]:.3f}",
-          f"{medians[HELLOWORLD]:.3f}", f"{ratio:.2f}",
-          f"<= {GOAL}x: {'met' if ratio <= GOAL else 'NOT met'}"]],
-    )  # fmt: skip
+        f"| first answer from zero, GET through the gateway, no pod at the start (median of "
+        f"{runs} starts each, in turn) | seconds | ratio to helloworld | goal |",
+        [row(service) for service in (PROJECT, FLOOR, BARE, HELLOWORLD)],
+    )
 
     def cell(service: str, mark: str) -> str:
         values = [m.marks[mark] for m in by_service[service] if mark in m.marks]
@@ -217,8 +251,8 @@ def report(measured: list[Start]) -> None:
 
     table(
         f"| where the time goes: each milestone, seconds after the request (median of the "
-        f"{runs} starts) | bosun Service | helloworld |",
-        [[mark, cell(PROJECT, mark), cell(HELLOWORLD, mark)] for mark in MARKS],
+        f"{runs} starts) | {' | '.join(NAMES[s] for s in SERVICES)} |",
+        [[mark, *(cell(service, mark) for service in SERVICES)] for mark in MARKS],
     )
 
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -69,11 +69,14 @@ def service_env(**overrides: str) -> dict[str, str]:
 
 
 @contextmanager
-def run_service(startup_timeout: float = 15, **env: str) -> Iterator[RunningService]:
-    """Start `python -m service` on a free port and wait until /healthz answers."""
+def run_service(
+    startup_timeout: float = 15, command: Sequence[str] = ("-m", "service"), **env: str
+) -> Iterator[RunningService]:
+    """Start `python -m service` (or Python with COMMAND's arguments) on a free port and wait
+    until /healthz answers."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "service"],
+        [sys.executable, *command],
         cwd=ROOT,
         env=service_env(PORT=str(port), **env),
         stdout=subprocess.DEVNULL,
