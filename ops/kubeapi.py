@@ -43,6 +43,7 @@ class Pacer:
         self._last: float | None = None  # when the last request was let through
         self._computed = -float("inf")  # when the last backoff was computed
         self.status: int | None = None  # the last HTTP answer's status; None before any
+        self.answered = asyncio.Event()  # set at the first HTTP answer, whatever its status
 
     def backoff(self, now: float) -> float:
         """The wait before a request at NOW, counted from the last request's start."""
@@ -72,6 +73,7 @@ class _PacedTransport(httpx.AsyncBaseTransport):
         await self.pacer.turn()
         response = await self.inner.handle_async_request(request)
         self.pacer.status = response.status_code
+        self.pacer.answered.set()
         if response.status_code >= 400:
             try:
                 body = await response.aread()

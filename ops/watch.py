@@ -4,6 +4,7 @@ terminating), and Knative's desired and requested pods from a metrics store's Pr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -226,14 +227,15 @@ async def _first_answer(
     """Stopped before the API server answered the watch (a load shorter than its first
     request): wait, at most TIMEOUT, for that answer, and for the watch to end if it is a
     refusal of the credentials, so that a refusal is told and not hidden behind no pods."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while pacer.status is None and not any(t.done() for t in tasks) and loop.time() < deadline:
-        await asyncio.sleep(0.02)
-    if pacer.status in (401, 403):
-        await asyncio.wait(
-            tasks, timeout=max(0.0, deadline - loop.time()), return_when=asyncio.FIRST_COMPLETED
-        )
+    answered = asyncio.create_task(pacer.answered.wait())
+    try:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await asyncio.wait({*tasks, answered}, return_when=asyncio.FIRST_COMPLETED)
+                if pacer.status in (401, 403):
+                    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        answered.cancel()
 
 
 async def watch_pods(
