@@ -50,6 +50,9 @@ def test_the_services_are_the_bosun_stacks_but_for_the_name_image_and_command() 
     assert [c["image"] for c in containers] == [APP, APP, APP]
     assert "command" not in containers[0]  # the image's own
     assert containers[0]["readinessProbe"] == {"httpGet": {"path": "/readyz"}}
+    hello = helloworld["spec"]["template"]["spec"]["containers"][0]
+    assert hello["readinessProbe"] == containers[0]["readinessProbe"]
+    assert "command" not in hello
     assert [c["readinessProbe"] for c in containers[1:]] == [{"httpGet": {"path": "/healthz"}}] * 2
     annotations = bosun["spec"]["template"]["metadata"]["annotations"]
     assert annotations["autoscaling.knative.dev/window"] == "6s"
