@@ -115,6 +115,32 @@ class Kube:
         """`kubectl exec` of COMMAND in a container of a pod: its standard output."""
         return self.kubectl("exec", "-n", namespace, pod, "-c", container, "--", *command).stdout
 
+    def serving_pods(self, namespace: str, service: str) -> list[str]:
+        """The pods of a Knative Service that answer requests: Ready and not being deleted."""
+        selector = f"serving.knative.dev/service={service}"
+        pods = self.get("pods", "-n", namespace, "-l", selector)["items"]
+        return [pod["metadata"]["name"] for pod in pods if serving(pod)]
+
+    def exec_serving(self, namespace: str, service: str, container: str, *command: str) -> str:
+        """COMMAND's output in CONTAINER of a serving pod of a Knative Service. The autoscaler
+        adds and removes pods while tests call (at target 1, one request in flight asks for
+        two), so a pod gone or going when its exec fails is chosen again; a failed exec in a
+        pod that still serves is an error."""
+
+        def attempt() -> str | None:
+            pods = self.serving_pods(namespace, service)
+            if not pods:
+                return None
+            args = ("exec", "-n", namespace, pods[0], "-c", container, "--", *command)
+            result = self.kubectl(*args, check=False)
+            if result.returncode == 0:
+                return result.stdout
+            if pods[0] in self.serving_pods(namespace, service):
+                raise AssertionError(f"kubectl exec in {pods[0]}: {result.stderr.strip()}")
+            return None
+
+        return eventually(attempt, 120, f"a command run in a serving pod of {service}")
+
     def logs(self, namespace: str, pod: str, container: str) -> str:
         """`kubectl logs` of a container of a pod."""
         return self.kubectl("logs", "-n", namespace, pod, "-c", container).stdout
@@ -191,6 +217,13 @@ def _split(args: tuple[str, ...]) -> tuple[list[str], list[str], list[str]]:
         return list(args), [], []
     at = args.index("--")
     return list(args[:at]), ["--"], list(args[at + 1 :])
+
+
+def serving(pod: dict[str, Any]) -> bool:
+    """Ready and not being deleted: a pod that answers requests."""
+    conditions = pod.get("status", {}).get("conditions") or []
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+    return ready and not pod["metadata"].get("deletionTimestamp")
 
 
 def eventually(check: Callable[[], T | None], timeout: float, what: str) -> T:

@@ -172,7 +172,7 @@ def test_with_the_trace_store_failing_requests_answer_and_the_app_says_so_once(
                 assert store.stdout is not None
                 assert store.stdout.readline() == "listening\n"
                 posts = _count_lines(store.stdout)
-                pods = _serving_pods(kube)
+                pods = kube.serving_pods(NAMESPACE, NAME)
 
                 def logged() -> dict[str, int]:
                     return {pod: sum(FAILING in line for line in
@@ -204,16 +204,3 @@ def _count_lines(stream: IO[str]) -> list[str]:
 
     threading.Thread(target=read, daemon=True).start()
     return lines
-
-
-def _serving_pods(kube: Kube) -> list[str]:
-    selector = f"serving.knative.dev/service={NAME}"
-    pods = kube.get("pods", "-n", NAMESPACE, "-l", selector)["items"]
-    return [pod["metadata"]["name"] for pod in pods if _serving(pod)]
-
-
-def _serving(pod: dict[str, Any]) -> bool:
-    """Ready and not being deleted: a pod that answers requests."""
-    conditions = pod.get("status", {}).get("conditions", [])
-    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-    return ready and not pod["metadata"].get("deletionTimestamp")
