@@ -53,7 +53,7 @@ CGROUP_ROOT = "/mfsa"
 CGROUPS = Path("/sys/fs/cgroup")
 K8S_NAMESPACE = "k8s.io"  # containerd's namespace for the CRI's containers and images
 CTR_TIMEOUT = 60.0
-DRAIN_TIMEOUT = 60.0  # for the kubelet to stop every pod's containers
+DRAIN_TIMEOUT = 60.0  # for the kubelet to stop every pod's containers (their tasks)
 
 
 def containerd_config(registry: str, pause_image: str) -> str:
@@ -260,7 +260,9 @@ def drain(ctx: Context) -> None:
                     "--grace-period=0", "--wait=false")  # fmt: skip
     except ClusterError:
         return  # no pod was deleted: nothing to wait for
-    until(lambda: not ctr("containers", "list", "--quiet").stdout.split(),
+    # Running tasks, not containers: a stopped container (a sandbox, once its network is torn
+    # down) is listed until the kubelet's garbage collection removes it, once a minute.
+    until(lambda: not ctr("tasks", "list", "--quiet").stdout.split(),
           timeout=DRAIN_TIMEOUT, what="the kubelet stops every pod's containers")  # fmt: skip
 
 

@@ -262,8 +262,31 @@ def test_down_when_ctr_does_not_answer_still_undoes_everything_and_says_so(
     machine.ctr = hangs
     machine.a_cluster_runs()
     code, _, err = down(capsys)
-    assert err == ["cluster: drain the node: ctr containers list --quiet: no answer within 60 s"]
+    assert err == ["cluster: drain the node: ctr tasks list --quiet: no answer within 60 s"]
     assert code == 1
+    machine.assert_undone()
+
+
+def test_down_waits_for_the_pods_tasks_to_stop_not_for_their_containers_removal(
+    machine: Machine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The kubelet stops a pod's containers (their tasks end, the sandbox's network is torn
+    down) at once, and removes the stopped containers at its next garbage collection, up to a
+    minute later: the drain waits for the first only."""
+    asked: list[str] = []
+
+    def answer(argv: list[str]) -> str:
+        what = argv[argv.index("--namespace=k8s.io") + 1]
+        asked.append(what)
+        if what == "containers":
+            return "sandbox\napp\n"  # stopped, listed until collected
+        return "app\n" if asked.count("tasks") < 3 else ""  # running, then stopped
+
+    machine.ctr = answer
+    machine.a_cluster_runs()
+    code, _, err = down(capsys)
+    assert (code, err) == (0, [])
+    assert asked.count("tasks") == 3
     machine.assert_undone()
 
 
