@@ -271,9 +271,8 @@ def clean(ctx: Context) -> list[str]:
     containerd's shims (killed, and waited for), mounts, the kubelet's cgroups, the CRI's
     network namespaces. Returns what stays, one line each."""
     problems = _kill(pods())
-    process.unmount_below(KUBELET_ROOT)
-    process.unmount_below(CONTAINERD_STATE)
-    process.unmount_below(CONTAINERD)
+    for root in (KUBELET_ROOT, CONTAINERD_STATE, CONTAINERD):
+        problems += process.unmount_below(root)
     problems += [stays for path in _cgroups() if (stays := _remove_cgroup(path))]
     before = set(ctx.state.netns_before)
     for name in netns.namespaces():

@@ -117,10 +117,17 @@ def mounts_below(root: Path) -> list[Path]:
     return [p for p in (Path(line.split()[4]) for line in lines) if p.is_relative_to(root)]
 
 
-def unmount_below(root: Path) -> None:
-    """Detach every mount below ``root``, innermost first."""
+def unmount_below(root: Path) -> list[str]:
+    """Detach every mount below ``root``, innermost first. Returns a line for each mount that
+    stays, with what umount said."""
+    said = {}
     for target in reversed(mounts_below(root)):
-        subprocess.run(["umount", "--lazy", str(target)], capture_output=True, check=False)
+        result = subprocess.run(["umount", "--lazy", str(target)], capture_output=True,
+                                text=True, check=False)  # fmt: skip
+        if result.returncode != 0:
+            said[target] = " ".join(result.stderr.split()) or f"exit {result.returncode}"
+    return [f"{target} stays mounted: {said.get(target, 'umount ran')}"
+            for target in mounts_below(root)]  # fmt: skip
 
 
 def last_line(log: Path) -> str:

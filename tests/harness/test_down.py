@@ -105,6 +105,7 @@ class Machine:
     names: dict[int, str] = field(default_factory=dict)  # the children's, by pid
     pods: list[int] = field(default_factory=list)  # what node.pods() finds
     ctr: Callable[[list[str]], str] = lambda _: ""  # ctr's answer
+    busy_mounts: set[Path] = field(default_factory=set)  # roots with a mount umount keeps
 
     @property
     def state(self) -> Path:
@@ -208,7 +209,12 @@ def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Machine
     monkeypatch.setattr(proxy, "chains", list)
     monkeypatch.setattr(proxy, "cleanup", lambda keep: calls.append("kube-proxy --cleanup"))
     monkeypatch.setattr(images, "clean_node", lambda ctx: calls.append("docker rmi"))
-    monkeypatch.setattr(process, "unmount_below", lambda root: calls.append(f"unmount {root}"))
+
+    def unmount_below(root: Path) -> list[str]:
+        calls.append(f"unmount {root}")
+        return [f"{root}/x stays mounted: busy"] if root in here.busy_mounts else []
+
+    monkeypatch.setattr(process, "unmount_below", unmount_below)
     monkeypatch.setattr(node, "_cgroups", lambda: here.cgroups)
     monkeypatch.setattr(node, "pods", lambda: list(here.pods))
     monkeypatch.setattr(cluster, "_preflight", lambda ctx: None)
@@ -250,6 +256,20 @@ def test_down_without_kubectl_still_undoes_everything_and_says_so(
     assert code == 1
     stopped = reversed(machine.names.items())  # in the reverse order of their start
     assert out == [f"stopped {name} (pid {pid})" for pid, name in stopped]
+    machine.assert_undone()
+
+
+def test_down_tells_each_mount_that_stays_and_still_undoes_everything(
+    machine: Machine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    machine.busy_mounts = {node.KUBELET_ROOT, machine.run}
+    machine.a_cluster_runs()
+    code, _, err = down(capsys)
+    assert err == [
+        f"cluster: the node: {node.KUBELET_ROOT}/x stays mounted: busy",
+        f"cluster: mounts: {machine.run}/x stays mounted: busy",
+    ]
+    assert code == 1
     machine.assert_undone()
 
 

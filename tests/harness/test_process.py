@@ -127,3 +127,28 @@ def test_descendants_are_the_whole_tree_and_their_memory_is_counted(
     finally:
         KILL(grandchild, signal.SIGKILL)
     assert process.rss_bytes(2**22 + 1) == 0  # no such process
+
+
+def test_unmount_below_detaches_innermost_first_and_tells_what_stays(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = Path("/run/x")
+    mounted = [root / "a", root / "a" / "b", root / "c"]
+    asked: list[list[str]] = []
+
+    def run(argv: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        asked.append(argv)
+        if argv[-1] == str(root / "c"):
+            return subprocess.CompletedProcess(
+                argv, 32, "", f"umount: {argv[-1]}: target is busy.\n"
+            )
+        mounted.remove(Path(argv[-1]))
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(process, "mounts_below", lambda below: list(mounted))
+    monkeypatch.setattr(subprocess, "run", run)
+    assert process.unmount_below(root) == [
+        f"{root}/c stays mounted: umount: {root}/c: target is busy."
+    ]
+    assert [argv[-1] for argv in asked] == [f"{root}/c", f"{root}/a/b", f"{root}/a"]
+    assert {tuple(argv[:2]) for argv in asked} == {("umount", "--lazy")}
