@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import functools
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -223,6 +224,9 @@ class Cluster:
         """Stop component NAME (the registry) by its PID, leaving the rest running: a fault the
         end-to-end tests inject. ``start_component`` starts it again."""
         stopped = self._restartable(name)
+        if not process.alive(stopped):
+            self.ctx.out(f"{name} is not running (pid {stopped.pid})")
+            return
         process.stop(stopped)
         self.ctx.out(f"stopped {name} (pid {stopped.pid})")
 
@@ -286,11 +290,10 @@ class Cluster:
             before = len(problems)
             attempt(f"stop {each.name}", functools.partial(process.stop, each))
             child = ctx.children.pop(each.name, None)
-            if len(problems) == before:
-                if child is not None:
-                    child.wait()  # reaped by process.stop; this records it (no zombie, no warning)
-                if not quiet:
-                    ctx.out(f"stopped {each.name} (pid {each.pid})")
+            if child is not None and len(problems) == before:
+                attempt(f"stop {each.name}", functools.partial(_reap, child))
+            if len(problems) == before and not quiet:
+                ctx.out(f"stopped {each.name} (pid {each.pid})")
         if ctx.state.bridge:  # a cluster of ours ran: what its node and kube-proxy left
             attempt("the node", functools.partial(node.clean, ctx))
             attempt("kube-proxy's rules", functools.partial(proxy.cleanup, ctx.state.kube_chains))
@@ -324,6 +327,23 @@ class Cluster:
         total = sum(p.rss_mib for p in processes) + pods_mib
         out(f"{'all':<26}{seconds:>8.2f} s {total:>7.0f} MiB")
         out(f"ready: source {ENV_FILE.relative_to(ROOT)}")
+
+
+def _reap(child: subprocess.Popen[bytes]) -> list[str]:
+    """A component this process started, once ``process.stop`` is done with it: its exit
+    recorded (no zombie, no warning). If it still runs, its record did not match it (its PID
+    cannot be another's while unreaped): stopped here, and said, rather than waited for."""
+    try:
+        child.wait(timeout=1)
+        return []
+    except subprocess.TimeoutExpired:
+        child.terminate()
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(timeout=process.KILL_TIMEOUT)
+        return [f"pid {child.pid} ran on, not recognised by its record: stopped by its handle"]
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, cast
 
@@ -71,7 +71,11 @@ class State:
         except (OSError, ValueError):
             return None
         state = cls(**{k: v for k, v in raw.items() if k != "processes"})
-        state.processes = [process.Process(**p) for p in raw.get("processes", [])]
+        known = {f.name for f in fields(process.Process)}
+        state.processes = [
+            process.Process(**{k: v for k, v in p.items() if k in known})
+            for p in raw.get("processes", [])
+        ]
         return state
 
     def find(self, name: str) -> process.Process | None:
@@ -252,7 +256,7 @@ class Context:
             )
         started = process.Process(
             name, child.pid, executable or Path(argv[0]).name, str(log),
-            create_time=process.create_time(child.pid),
+            start_ticks=process.start_ticks(child.pid),
         )  # fmt: skip
         # A restarted component keeps its place (components stop in the reverse order).
         names = [p.name for p in self.state.processes]

@@ -15,10 +15,6 @@ import psutil
 
 from e2e.poll import until
 
-# How far a process's create_time, read again, may be from the one recorded when it started:
-# it is computed from the boot time, which moves with the system clock. A reused PID belongs
-# to a process started after ours ended, which is much later than this.
-SAME_START = 1.0
 KILL_TIMEOUT = 10.0  # after SIGKILL: more than this, and the process is reported as staying
 
 
@@ -30,17 +26,23 @@ class Process:
     log: str
     ready_seconds: float = 0.0
     rss_mib: float = 0.0
-    # psutil's create_time when it was started: tells a reused PID from ours. None: unknown (a
-    # state file written before it was recorded), and the command line is matched instead.
-    create_time: float | None = None
+    # When it started, in clock ticks since boot: tells a reused PID from ours, whatever the
+    # system clock does meanwhile. None: a state file written before it was recorded (such a
+    # file's create_time, seconds since the epoch, moved with the clock: it is not read), and
+    # the command line is matched instead.
+    start_ticks: int | None = None
 
 
-def create_time(pid: int) -> float | None:
-    """When PID started (seconds since the epoch), or None if there is no such process."""
+def start_ticks(pid: int) -> int | None:
+    """When PID started, in clock ticks since boot (the 22nd field of /proc/PID/stat, proc(5)),
+    or None if there is no such process. psutil's create_time adds the boot time, which the
+    kernel derives from the wall clock: a clock set by a second moves it (psutil's own
+    identity check uses these ticks, but not through its public API)."""
     try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return None
+    return int(stat[stat.rindex(")") + 2 :].split()[19])  # fields from the 3rd, after comm
 
 
 def alive(process: Process) -> bool:
@@ -49,8 +51,8 @@ def alive(process: Process) -> bool:
         found = psutil.Process(process.pid)
         if found.status() == psutil.STATUS_ZOMBIE:
             return False
-        if process.create_time is not None:
-            return abs(found.create_time() - process.create_time) < SAME_START
+        if process.start_ticks is not None:
+            return start_ticks(process.pid) == process.start_ticks
         argv = found.cmdline()
         if not argv:  # it exits: its memory is gone, its name (15 characters) stays till reaped
             return bool(found.name() == process.executable[:15])

@@ -7,9 +7,10 @@ import socket
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
-from e2e import context
+from e2e import context, process
 from e2e.context import ClusterError, Context, check_port, free_port, port_from_env
 
 
@@ -110,6 +111,24 @@ def test_a_component_never_ready_times_out_and_is_still_recorded(ctx: Context) -
     finally:
         ctx.children["slow"].kill()
         ctx.children["slow"].wait()
+
+
+def test_a_started_component_stays_known_when_the_system_clock_is_set(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recorded by its start in clock ticks since boot: the clock set 28 s forward (the boot
+    time, and every create_time, move with it) leaves it the cluster's component."""
+    try:
+        ctx.start("first", python("import time; time.sleep(30)"), lambda: True)
+        (recorded,) = ctx.state.processes
+        assert recorded.start_ticks == process.start_ticks(ctx.children["first"].pid)
+        booted = psutil.boot_time()
+        monkeypatch.setattr(psutil._pslinux, "boot_time", lambda: booted + 28.0)
+        assert process.alive(recorded)
+    finally:
+        for child in ctx.children.values():
+            child.kill()
+            child.wait()
 
 
 def test_a_restarted_component_keeps_its_place(ctx: Context) -> None:

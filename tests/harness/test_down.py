@@ -135,7 +135,7 @@ class Machine:
         """Component NAME, recorded as `up` records it."""
         pid = self.spawn(name).pid
         log = str(self.tmp / f"{name}.log")
-        return Process(name, pid, name, log, create_time=process.create_time(pid))
+        return Process(name, pid, name, log, start_ticks=process.start_ticks(pid))
 
     def sysctls(self) -> dict[str, str]:
         return {key: (self.tmp / "sys" / key).read_text() for key in HOST_SYSCTLS}
@@ -271,6 +271,78 @@ def test_down_tells_each_mount_that_stays_and_still_undoes_everything(
     ]
     assert code == 1
     machine.assert_undone()
+
+
+def test_stop_in_the_process_that_started_the_cluster_never_waits_on_a_child_it_missed(
+    machine: Machine,
+) -> None:
+    """`stop` where `up` ran (the end-to-end tests' session): records that no longer match
+    the running components (as a system clock set 28 s forward once made every create_time
+    do, in CI) must not leave it waiting forever on a child that still runs: each is stopped
+    by its handle and named."""
+    machine.a_cluster_runs()
+    state = State.load()
+    assert state is not None
+    for each in state.processes:
+        assert each.start_ticks is not None
+        each.start_ticks += 1
+    state.save()
+    stopper = cluster.Cluster()
+    stopper.ctx.children = {machine.names[c.pid]: c for c in machine.children}  # type: ignore[misc]
+    errors: list[cluster.StopError] = []
+
+    def stop() -> None:
+        try:
+            stopper.stop(quiet=True)
+        except cluster.StopError as error:
+            errors.append(error)
+
+    stopping = threading.Thread(target=stop, daemon=True)
+    stopping.start()
+    stopping.join(timeout=60)
+    assert not stopping.is_alive(), "stop waits on a child it did not stop"
+    (error,) = errors
+    pids = {name: pid for pid, name in machine.names.items()}
+    assert error.problems == [
+        f"stop {name}: pid {pids[name]} ran on, not recognised by its record: stopped by its handle"
+        for name in reversed(COMPONENTS)
+    ]
+    machine.assert_undone()
+
+
+def test_stopping_a_component_says_whether_it_ran_and_start_brings_it_back(
+    machine: Machine, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python -m e2e.cluster stop zipkin` stops the recorded process and says so; a second
+    `stop` says it is not running (it stopped nothing); `start` starts it again, recorded."""
+    machine.a_cluster_runs()
+    state = State.load()
+    assert state is not None
+    state.processes.append(zipkin := machine.component("zipkin"))
+    state.save()
+
+    def run_zipkin(ctx: Context) -> None:  # as Context.start records a restarted component
+        names = [p.name for p in ctx.state.processes]
+        ctx.state.processes[names.index("zipkin")] = machine.component("zipkin")
+        ctx.state.save()
+
+    monkeypatch.setitem(cluster.RESTARTABLE, "zipkin", run_zipkin)
+    assert cluster.main(["stop", "zipkin"]) == 0
+    assert cluster.main(["stop", "zipkin"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        f"stopped zipkin (pid {zipkin.pid})",
+        f"zipkin is not running (pid {zipkin.pid})",
+    ]
+    assert "zipkin" not in machine.running()
+    assert cluster.main(["start", "zipkin"]) == 0
+    assert "zipkin" in machine.running()
+    restarted = State.load()
+    assert restarted is not None
+    again = restarted.find("zipkin")
+    assert again is not None
+    assert again.pid != zipkin.pid
+    assert capsys.readouterr().out == f"started zipkin (pid {again.pid})\n"
 
 
 def test_down_when_ctr_does_not_answer_still_undoes_everything_and_says_so(

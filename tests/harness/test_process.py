@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from e2e import context, process
@@ -44,32 +45,53 @@ def test_a_pid_is_ours_while_it_is_the_process_started_then(
     children: list[subprocess.Popen[str]],
 ) -> None:
     children.append(child := _child("kubelet"))
-    started = process.create_time(child.pid)
+    started = process.start_ticks(child.pid)
     assert started is not None
-    assert process.alive(Process("kubelet", child.pid, "kubelet", "log", create_time=started))
+    assert process.alive(Process("kubelet", child.pid, "kubelet", "log", start_ticks=started))
     # The same PID, the same program, but started at another time: a reused PID.
-    reused = Process("kubelet", child.pid, "kubelet", "log", create_time=started - 5)
+    reused = Process("kubelet", child.pid, "kubelet", "log", start_ticks=started - 1)
     assert not process.alive(reused)
     child.kill()
     child.wait()
-    assert not process.alive(Process("kubelet", child.pid, "kubelet", "log", create_time=started))
+    assert process.start_ticks(child.pid) is None
+    assert not process.alive(Process("kubelet", child.pid, "kubelet", "log", start_ticks=started))
 
 
-def test_a_state_file_without_start_times_loads_and_matches_the_program_exactly(
+def test_a_pid_stays_ours_when_the_system_clock_is_set(
+    children: list[subprocess.Popen[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The clock set 28 s forward while the cluster ran (as seen in a CI run): the kernel's
+    boot time moves with it, and so does every process's create_time, not its start ticks."""
+    children.append(child := _child("kubelet"))
+    ours = Process(
+        "kubelet", child.pid, "kubelet", "log", start_ticks=process.start_ticks(child.pid)
+    )
+    created, booted = psutil.Process(child.pid).create_time(), psutil.boot_time()
+    monkeypatch.setattr(psutil._pslinux, "boot_time", lambda: booted + 28.0)
+    assert psutil.Process(child.pid).create_time() - created > 27  # as the kernel would have it
+    assert process.alive(ours)
+
+
+def test_a_state_file_without_start_ticks_loads_and_matches_the_program_exactly(
     children: list[subprocess.Popen[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """State files written before start times were recorded: the command line decides."""
+    """State files written before start ticks were recorded, with no start time or with
+    psutil's create_time (which a clock set since has moved: not read): the command line
+    decides."""
     children.append(child := _child("kubelet"))
     monkeypatch.setattr(context, "STATE_FILE", tmp_path / "state.json")
     old = {"name": "kubelet", "pid": child.pid, "log": "kubelet.log", "ready_seconds": 1.5}
+    moved = psutil.Process(child.pid).create_time() - 28.0
     (tmp_path / "state.json").write_text(json.dumps({"processes": [
         {**old, "executable": "kubelet"}, {**old, "name": "other", "executable": "let"},
+        {**old, "executable": "kubelet", "create_time": moved},
     ]}))  # fmt: skip
     state = context.State.load()
     assert state is not None
-    ours, other = state.processes
-    assert ours.create_time is None
+    ours, other, recorded_then = state.processes
+    assert (ours.start_ticks, recorded_then.start_ticks) == (None, None)
     assert process.alive(ours)
+    assert process.alive(recorded_then)
     assert not process.alive(other)  # "let" is not the program "kubelet"
 
 
@@ -78,7 +100,7 @@ def test_stop_kills_a_process_that_ignores_sigterm(
 ) -> None:
     monkeypatch.setattr(process, "KILL_TIMEOUT", 2.0)
     children.append(child := _child("etcd", "import signal; signal.signal(15, signal.SIG_IGN)"))
-    etcd = Process("etcd", child.pid, "etcd", "log", create_time=process.create_time(child.pid))
+    etcd = Process("etcd", child.pid, "etcd", "log", start_ticks=process.start_ticks(child.pid))
     started = time.monotonic()
     process.stop(etcd, timeout=0.3)
     assert not process.alive(etcd)
@@ -90,7 +112,7 @@ def test_stop_tells_a_process_that_outlives_its_sigkill(
     children: list[subprocess.Popen[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     children.append(child := _child("etcd"))
-    etcd = Process("etcd", child.pid, "etcd", "log", create_time=process.create_time(child.pid))
+    etcd = Process("etcd", child.pid, "etcd", "log", start_ticks=process.start_ticks(child.pid))
 
     def kill(pid: int, sig: int) -> None:
         if pid != child.pid or sig not in (signal.SIGTERM, signal.SIGKILL):
