@@ -44,7 +44,8 @@ class Kube:
     def stopped(self, component: str) -> Iterator[None]:
         """COMPONENT of the cluster stopped for the block, then started again, as a user does it
         (`python -m e2e.cluster stop|start COMPONENT`: the cluster's processes are not ours)."""
-        self.run(sys.executable, "-m", "e2e.cluster", "stop", component)
+        said = self.run(sys.executable, "-m", "e2e.cluster", "stop", component).stdout
+        assert said.startswith(f"stopped {component} "), said  # a fault injected, not assumed
         try:
             yield
         finally:
