@@ -13,7 +13,7 @@ import yaml
 
 from infra.config import stack_values
 from infra.render import render
-from tests.e2e.kube import Kube, eventually
+from tests.e2e.kube import Kube, eventually, serving
 
 NAME, NAMESPACE = "myfirstserverlessapp", "hackathon-pi-knative"
 HOST = f"{NAME}.{NAMESPACE}.example.com"
@@ -84,17 +84,12 @@ def test_a_deleted_activator_pod_is_replaced_and_requests_answer_again(
     kube.kubectl("delete", "pod", old, "-n", "knative-serving", "--wait=false")
 
     def replaced() -> bool:
-        return any(p["metadata"]["name"] != old and _ready(p) for p in activators())
+        return any(p["metadata"]["name"] != old and serving(p) for p in activators())
 
     eventually(replaced, 120, "a new activator pod Ready")
     eventually(lambda: kube.call(HOST).status_code == 200, 60, "an answer through the new pod")
     codes = Counter(kube.call(HOST).status_code for _ in range(20))
     assert codes == {200: 20}
-
-
-def _ready(pod: dict[str, Any]) -> bool:
-    conditions = pod.get("status", {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 def test_traffic_split_reaches_both_revisions_in_proportion(
