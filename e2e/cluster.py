@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import shutil
 import subprocess
@@ -291,7 +292,7 @@ class Cluster:
             attempt(f"stop {each.name}", functools.partial(process.stop, each))
             child = ctx.children.pop(each.name, None)
             if child is not None and len(problems) == before:
-                attempt(f"stop {each.name}", functools.partial(_reap, child))
+                attempt(f"stop {each.name}", functools.partial(_reap, each, child))
             if len(problems) == before and not quiet:
                 ctx.out(f"stopped {each.name} (pid {each.pid})")
         if ctx.state.bridge:  # a cluster of ours ran: what its node and kube-proxy left
@@ -329,20 +330,17 @@ class Cluster:
         out(f"ready: source {ENV_FILE.relative_to(ROOT)}")
 
 
-def _reap(child: subprocess.Popen[bytes]) -> list[str]:
+def _reap(each: process.Process, child: subprocess.Popen[bytes]) -> list[str]:
     """A component this process started, once ``process.stop`` is done with it: its exit
-    recorded (no zombie, no warning). If it still runs, its record did not match it (its PID
-    cannot be another's while unreaped): stopped here, and said, rather than waited for."""
+    recorded (no zombie, no warning). If it still runs, its record did not match it: stopped
+    as ``process.stop`` stops, by its start as read now (an unreaped child's PID is its own),
+    and said, rather than waited for."""
     try:
         child.wait(timeout=1)
         return []
     except subprocess.TimeoutExpired:
-        child.terminate()
-        try:
-            child.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait(timeout=process.KILL_TIMEOUT)
+        process.stop(dataclasses.replace(each, start_ticks=process.start_ticks(child.pid)))
+        child.wait(timeout=process.KILL_TIMEOUT)  # reaped by process.stop: recorded at once
         return [f"pid {child.pid} ran on, not recognised by its record: stopped by its handle"]
 
 
